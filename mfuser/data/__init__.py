@@ -1,0 +1,1 @@
+"""Datasets, label conventions, mappers and samplers."""

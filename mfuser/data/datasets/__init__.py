@@ -1,0 +1,1 @@
+"""One module per dataset; register.py registers them all."""

@@ -1,0 +1,1 @@
+"""Training / inference helpers for LazyConfig models."""

@@ -1,0 +1,1 @@
+"""Multi-domain semantic-segmentation evaluation."""

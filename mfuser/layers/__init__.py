@@ -1,0 +1,1 @@
+"""Low-level ops: the selective scan (Mamba) and multi-scale deformable attention."""

@@ -1,0 +1,1 @@
+"""Models: encoders, fusion blocks, backbone, heads and the MFuser meta-architecture."""

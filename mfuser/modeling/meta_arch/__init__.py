@@ -1,0 +1,1 @@
+"""mfuser.modeling.meta_arch"""
