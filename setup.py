@@ -22,7 +22,8 @@ def get_extensions():
         from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError:  # torch not importable in an isolated build: pure-PyTorch fallback only
         return [], {}
-    extra = ["-O3", "-fopenmp", "-std=c++17"]
+    # No -std flag: BuildExtension picks the standard the installed torch headers need.
+    extra = ["-O3", "-fopenmp"]
     ext = CppExtension(
         "mfuser._C",
         sources,

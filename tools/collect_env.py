@@ -60,7 +60,7 @@ def collect_env():
         rows.append(("mamba_ssm CUDA kernels", f"not importable ({type(e).__name__})"))
 
     try:
-        from mfuser.layers import selective_scan as scan_mod
+        scan_mod = importlib.import_module("mfuser.layers.selective_scan")
 
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:

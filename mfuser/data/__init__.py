@@ -1,1 +1,65 @@
-"""Datasets, label conventions, mappers and samplers."""
+"""Datasets, label conventions, mappers and samplers.
+
+Importing this package registers the builtin datasets under ``$DETECTRON2_DATASETS`` (default
+``datasets``), as detectron2's ``builtin.py`` does; see :mod:`mfuser.data.datasets.register`.
+"""
+
+from . import classes
+from .classes import CITYSCAPES_CLASSES, CITYSCAPES_COLORS, CITYSCAPES_ID_TO_TRAINID, IGNORE_LABEL, NUM_CLASSES
+from .datasets import (
+    BUILTIN_DATASETS,
+    DatasetNotFoundError,
+    load_bdd100k,
+    load_cityscapes,
+    load_gta5,
+    load_mapillary,
+    load_synthia,
+    load_target_domain,
+    register_all,
+    register_target_domain,
+)
+from .labels import make_sem_seg_loading_fn, read_label, write_label
+from .mappers import MFuserSemanticDatasetMapper, MFuserTestDatasetMapper, build_train_augmentations
+from .samplers import (
+    RareClassDataset,
+    RareClassSampler,
+    build_rcs_train_loader,
+    compute_class_stats,
+    load_or_compute_class_stats,
+)
+from .transforms import PadToSize, PhotoMetricDistortion, ResizeByRatio
+
+register_all()
+
+__all__ = [
+    "classes",
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_COLORS",
+    "CITYSCAPES_ID_TO_TRAINID",
+    "IGNORE_LABEL",
+    "NUM_CLASSES",
+    "BUILTIN_DATASETS",
+    "DatasetNotFoundError",
+    "load_bdd100k",
+    "load_cityscapes",
+    "load_gta5",
+    "load_mapillary",
+    "load_synthia",
+    "load_target_domain",
+    "register_all",
+    "register_target_domain",
+    "make_sem_seg_loading_fn",
+    "read_label",
+    "write_label",
+    "MFuserSemanticDatasetMapper",
+    "MFuserTestDatasetMapper",
+    "build_train_augmentations",
+    "RareClassDataset",
+    "RareClassSampler",
+    "build_rcs_train_loader",
+    "compute_class_stats",
+    "load_or_compute_class_stats",
+    "PadToSize",
+    "PhotoMetricDistortion",
+    "ResizeByRatio",
+]

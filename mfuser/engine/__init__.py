@@ -1,1 +1,34 @@
-"""Training / inference helpers for LazyConfig models."""
+"""Training / inference helpers for LazyConfig models: trainers with a NaN-loss guard, atomic strict
+checkpoints, a resumable sampler, optimizer groups, the LR schedule and a predictor for the demo."""
+from .checkpoint import CheckpointMismatchError, MFuserCheckpointer, optional_checkpoint_prefixes
+from .optimizer import NO_DECAY_KEYWORDS, count_trainable, get_mfuser_optimizer_params
+from .predictor import MFuserPredictor, keep_ratio_fit
+from .samplers import (
+    ResumableSampler,
+    build_resumable_rcs_train_loader,
+    build_resumable_train_loader,
+    find_resumable_sampler,
+)
+from .schedule import PolyWithFloorParamScheduler, build_warmup_poly_multiplier
+from .train_loop import MFuserAMPTrainer, MFuserTrainer, NonFiniteLossError, check_losses_finite
+
+__all__ = [
+    "CheckpointMismatchError",
+    "MFuserCheckpointer",
+    "optional_checkpoint_prefixes",
+    "NO_DECAY_KEYWORDS",
+    "count_trainable",
+    "get_mfuser_optimizer_params",
+    "MFuserPredictor",
+    "keep_ratio_fit",
+    "ResumableSampler",
+    "find_resumable_sampler",
+    "build_resumable_train_loader",
+    "build_resumable_rcs_train_loader",
+    "PolyWithFloorParamScheduler",
+    "build_warmup_poly_multiplier",
+    "MFuserAMPTrainer",
+    "MFuserTrainer",
+    "NonFiniteLossError",
+    "check_losses_finite",
+]

@@ -1,1 +1,20 @@
-"""Multi-domain semantic-segmentation evaluation."""
+"""Multi-domain semantic-segmentation evaluation (one detectron2 ``SemSegEvaluator`` per target domain)."""
+from .multi_domain import (
+    average_over_domains,
+    build_sem_seg_evaluator,
+    check_registered,
+    evaluate_domains,
+    format_results_table,
+    summarize_sem_seg,
+    write_results_json,
+)
+
+__all__ = [
+    "average_over_domains",
+    "build_sem_seg_evaluator",
+    "check_registered",
+    "evaluate_domains",
+    "format_results_table",
+    "summarize_sem_seg",
+    "write_results_json",
+]

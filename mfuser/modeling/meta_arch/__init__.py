@@ -1,1 +1,4 @@
-"""mfuser.modeling.meta_arch"""
+"""The MFuser meta-architecture (registered in detectron2's META_ARCH_REGISTRY)."""
+from .mfuser import MFuser, semantic_inference
+
+__all__ = ["MFuser", "semantic_inference"]

@@ -1,0 +1,15 @@
+"""MFuser, DINOv2-L + OpenAI CLIP ViT-L/14-336 (reference §1.3: both kernels resized to /16, 32x32 grid).
+
+The CLIP variant adds per-block Linear projections on the DINOv2 side of every fuser and one on the final
+DINOv2 tokens (reference §2.1, §1.5).
+"""
+from detectron2.config import LazyCall as L
+
+from mfuser.modeling.encoders import CLIPTextEncoder, CLIPVisionEncoder, DINOv2Encoder
+
+from .mfuser_eva02 import model
+
+model.backbone.vfm = L(DINOv2Encoder)(patch_size=16, img_size=512, weights=None)
+model.backbone.vlm = L(CLIPVisionEncoder)(patch_size=16, img_size=512, weights=None)
+model.backbone.fusion_projections = True
+model.text_encoder = L(CLIPTextEncoder)(n_ctx=5, weights=None)

@@ -1,0 +1,40 @@
+"""MFuser, DINOv2-L/14 + EVA02-CLIP-L/14-336 (reference §1.3: native /14, 36x36 grid on a 512 crop).
+
+Pretrained files are set by the training configs (configs/mfuser/*.py); here they are None so that
+the model builds with random frozen weights (tests, FLOP counts).
+"""
+from detectron2.config import LazyCall as L
+
+from mfuser.modeling.backbone import MFuserBackbone, pyramid_output_shape
+from mfuser.modeling.encoders import DINOv2Encoder, EVA02TextEncoder, EVA02VisionEncoder
+from mfuser.modeling.fusion import MTEnhancer
+from mfuser.modeling.heads import MFuserCriterion, MFuserHead, MFuserPixelDecoder, TextQueryTransformerDecoder
+from mfuser.modeling.meta_arch import MFuser
+from mfuser.utils.vocabulary import dataset_class_names
+
+# Vocabulary size of the 19-class Cityscapes label space shared by every built-in dataset. MFuser checks it
+# against `class_names` (read from the dataset metadata) and names the mismatch.
+NUM_CLASSES = 19
+
+model = L(MFuser)(
+    backbone=L(MFuserBackbone)(
+        vfm=L(DINOv2Encoder)(patch_size=14, img_size=512, weights=None),
+        vlm=L(EVA02VisionEncoder)(img_size=512, weights=None),
+        tap_indices=(7, 11, 15, 23),
+        fusion_projections=False,
+        activation_checkpointing=False,
+    ),
+    text_encoder=L(EVA02TextEncoder)(n_ctx=8, weights=None),
+    text_enhancer=L(MTEnhancer)(text_dim=768, visual_dim=768, width=256, num_blocks=1),
+    head=L(MFuserHead)(
+        pixel_decoder=L(MFuserPixelDecoder)(
+            input_shape=L(pyramid_output_shape)(channels=2048), text_dim=768, num_text_tokens=NUM_CLASSES
+        ),
+        transformer_decoder=L(TextQueryTransformerDecoder)(text_dim=768, num_classes=NUM_CLASSES),
+    ),
+    criterion=L(MFuserCriterion)(num_classes=NUM_CLASSES),
+    class_names=L(dataset_class_names)(dataset_name="cityscapes_val"),
+    inference_mode="slide",
+    crop_size=(512, 512),
+    stride=(341, 341),
+)

@@ -1,0 +1,22 @@
+"""AdamW as published by MFuser: lr 1e-4, default betas, weight decay 1e-4 (CLIP) / 1e-5 (EVA02, SigLIP).
+
+No weight decay on normalisation layers and on parameters whose name contains "norm", "level_embed",
+"query_embed", "query_feat" or "text_pos". Frozen parameters (requires_grad=False: DINOv2, the VLM image
+tower, the text tower) are not handed to the optimizer at all. ``optimizer.params.model`` is set by
+tools/lazyconfig_train_net.py.
+"""
+import torch
+from detectron2.config import LazyCall as L
+
+from mfuser.engine.optimizer import get_mfuser_optimizer_params
+
+AdamW = L(torch.optim.AdamW)(
+    params=L(get_mfuser_optimizer_params)(
+        base_lr="${..lr}",
+        weight_decay="${..weight_decay}",
+        weight_decay_norm=0.0,
+    ),
+    lr=1e-4,
+    betas=(0.9, 0.999),
+    weight_decay=1e-4,  # CLIP; the EVA02 / SigLIP configs set 1e-5
+)

@@ -1,0 +1,20 @@
+"""Training-loop settings read by tools/lazyconfig_train_net.py (published values: 20k iterations,
+checkpoint every 2k, evaluation at the end, seed 2023, FP32)."""
+train = dict(
+    output_dir="./output",
+    # checkpoint to initialise from (and to evaluate with --eval-only); "" = the weights the model builds with
+    init_checkpoint="",
+    max_iter=20000,
+    # mixed precision: precision "bf16" (CPU or CUDA) or "fp16" (CUDA, with a gradient scaler)
+    amp=dict(enabled=False, precision="bf16"),
+    # find_unused_parameters: MFuser's SigLIP variant builds projections it never uses (published: True)
+    ddp=dict(broadcast_buffers=False, find_unused_parameters=True, fp16_compression=False),
+    # periodic checkpoints (written atomically; model_final.pth at the end)
+    checkpointer=dict(period=2000, max_to_keep=1),
+    eval_period=20000,  # evaluate on every target of dataloader.targets; <=0 or > max_iter: only at the end
+    log_period=50,
+    device="cuda",  # "cpu" works too (DDP then uses gloo)
+    seed=2023,  # fixes the sampler stream too, which makes --resume continue at the same sample
+    cudnn_benchmark=False,
+    per_class_table=False,  # also print per-class IoU per domain after evaluation
+)

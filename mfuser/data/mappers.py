@@ -1,0 +1,216 @@
+"""Dataset mappers: dataset dict -> model input (detectron2's ``DatasetMapper`` role, for semantic segmentation).
+
+Training (:class:`MFuserSemanticDatasetMapper` with :func:`build_train_augmentations`) follows the reference
+recipe (§5): resize by a random ratio 0.5-2.0 of the native size, 512x512 crop with category-max-ratio 0.75,
+horizontal flip (p=0.5), photometric distortion, pad to the crop size with label 255. Normalisation is left to
+the model (each encoder normalises its own stream).
+
+Rare-class sampling: when a dataset dict carries ``"rcs_class": c`` (set by
+:class:`mfuser.data.samplers.RareClassDataset` for indices drawn by :class:`~mfuser.data.samplers.RareClassSampler`),
+the augmentations are redrawn up to ``rcs_max_redraws`` times until the crop holds more than
+``rcs_min_crop_pixels`` pixels of class ``c`` (reference: 10 redraws, 3000 * 0.5 = 1500 pixels); the last
+draw is kept otherwise.
+"""
+
+import copy
+import logging
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from PIL import Image
+
+from .classes import IGNORE_LABEL, NUM_CLASSES
+from .labels import check_label_format, read_label
+from .transforms import PadToSize, PhotoMetricDistortion, ResizeByRatio
+
+__all__ = ["build_train_augmentations", "MFuserSemanticDatasetMapper", "MFuserTestDatasetMapper", "read_image_checked"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_train_augmentations(
+    crop_size: Tuple[int, int] = (512, 512),
+    ratio_range: Tuple[float, float] = (0.5, 2.0),
+    cat_max_ratio: float = 0.75,
+    flip: bool = True,
+    photometric: bool = True,
+    *,
+    ignore_label: int = IGNORE_LABEL,
+    image_format: str = "RGB",
+) -> List[T.Augmentation]:
+    """The reference training augmentations as a list of detectron2 ``Augmentation``s.
+
+    Order (as in the published mmseg pipeline): ResizeByRatio -> RandomCrop_CategoryAreaConstraint
+    (absolute ``crop_size``, no class above ``cat_max_ratio`` of the non-ignored crop pixels, up to 10 tries)
+    -> RandomFlip -> PhotoMetricDistortion -> PadToSize(crop_size, label 255).
+
+    Args:
+        crop_size: (height, width) of the crop.
+        ratio_range: resize ratio range relative to the native image size; None to skip resizing.
+        cat_max_ratio: 1.0 disables the category constraint.
+    """
+    crop_size = (int(crop_size[0]), int(crop_size[1]))
+    if min(crop_size) <= 0:
+        raise ValueError(f"crop_size: expected positive (height, width), got {crop_size}")
+    augs: List[T.Augmentation] = []
+    if ratio_range is not None:
+        augs.append(ResizeByRatio(tuple(ratio_range)))
+    augs.append(
+        T.RandomCrop_CategoryAreaConstraint(
+            "absolute", crop_size, single_category_max_area=cat_max_ratio, ignored_category=ignore_label
+        )
+    )
+    if flip:
+        augs.append(T.RandomFlip(prob=0.5, horizontal=True, vertical=False))
+    if photometric:
+        augs.append(PhotoMetricDistortion(image_format=image_format))
+    augs.append(PadToSize(crop_size, pad_value=0, seg_pad_value=ignore_label))
+    return augs
+
+
+def read_image_checked(file_name: str, image_format: str = "RGB") -> np.ndarray:
+    """detectron2's ``read_image`` with an error naming the file when it is missing or cannot be decoded."""
+    try:
+        return utils.read_image(file_name, format=image_format)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Image file not found: {file_name}") from None
+    except Exception as e:
+        raise ValueError(f"Cannot decode image {file_name}: {type(e).__name__}: {e}") from e
+
+
+def _to_chw_uint8(image: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+class MFuserSemanticDatasetMapper:
+    """Map a semantic-segmentation dataset dict to a training sample.
+
+    Input dict: ``file_name``, ``sem_seg_file_name``, optional ``height``/``width`` (checked against the
+    image), optional ``label_format`` (overrides the mapper's), optional ``rcs_class``.
+
+    Output dict::
+
+        {"image": uint8 tensor (3, H, W), "sem_seg": int64 tensor (H, W) of trainIds / ignore,
+         "height": H, "width": W, "file_name": str}
+
+    where (H, W) is the size after augmentation (the crop size in training).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool = True,
+        *,
+        augmentations: Sequence[T.Augmentation],
+        image_format: str = "RGB",
+        ignore_label: int = IGNORE_LABEL,
+        label_format="trainid",
+        num_classes: int = NUM_CLASSES,
+        rcs_min_crop_pixels: int = 1500,
+        rcs_max_redraws: int = 10,
+    ):
+        if ignore_label != IGNORE_LABEL:
+            raise ValueError(
+                f"ignore_label: mfuser labels use {IGNORE_LABEL} for ignored pixels (read_label enforces it), "
+                f"got {ignore_label}"
+            )
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(list(augmentations))
+        self.image_format = image_format
+        self.ignore_label = ignore_label
+        self.label_format = check_label_format(label_format)
+        self.num_classes = num_classes
+        self.rcs_min_crop_pixels = rcs_min_crop_pixels
+        self.rcs_max_redraws = rcs_max_redraws
+        logger.info(f"[MFuserSemanticDatasetMapper] augmentations ({'train' if is_train else 'test'}): {augmentations}")
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        """From a yacs config: ``INPUT.FORMAT``, ``INPUT.CROP.SIZE`` (default 512x512) and the metadata of
+        ``DATASETS.TRAIN[0]`` (ignore label, label format, number of classes)."""
+        crop = tuple(cfg.INPUT.CROP.SIZE) if cfg.INPUT.CROP.ENABLED else (512, 512)
+        meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
+        ignore = meta.get("ignore_label", IGNORE_LABEL)
+        augs = build_train_augmentations(crop, ignore_label=ignore, image_format=cfg.INPUT.FORMAT) if is_train else []
+        return {
+            "is_train": is_train,
+            "augmentations": augs,
+            "image_format": cfg.INPUT.FORMAT,
+            "ignore_label": ignore,
+            "label_format": meta.get("label_format", "trainid"),
+            "num_classes": len(meta.get("stuff_classes", [None] * NUM_CLASSES)),
+        }
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        dataset_dict = copy.deepcopy(dataset_dict)
+        file_name = dataset_dict["file_name"]
+        image = read_image_checked(file_name, self.image_format)
+        utils.check_image_size(dataset_dict, image)
+        if "sem_seg_file_name" not in dataset_dict:
+            raise ValueError(f"MFuserSemanticDatasetMapper: the dataset dict of {file_name} has no 'sem_seg_file_name'")
+        label_file = dataset_dict.pop("sem_seg_file_name")
+        sem_seg = read_label(label_file, dataset_dict.pop("label_format", self.label_format), self.num_classes)
+        if sem_seg.shape != image.shape[:2]:
+            raise ValueError(
+                f"Label {label_file} is {sem_seg.shape[1]}x{sem_seg.shape[0]} but image {file_name} is "
+                f"{image.shape[1]}x{image.shape[0]} (width x height). For GTA5, run datasets/prepare_gta5.py, "
+                "which resizes such labels to their image."
+            )
+        rcs_class = dataset_dict.pop("rcs_class", None)
+        tries = 1 + (self.rcs_max_redraws if rcs_class is not None else 0)
+        for _ in range(tries):
+            aug_input = T.AugInput(image, sem_seg=sem_seg)
+            self.augmentations(aug_input)
+            out_image, out_seg = aug_input.image, aug_input.sem_seg
+            if rcs_class is None or int((out_seg == rcs_class).sum()) > self.rcs_min_crop_pixels:
+                break
+        dataset_dict["image"] = _to_chw_uint8(out_image)
+        dataset_dict["sem_seg"] = torch.as_tensor(out_seg.astype(np.int64))
+        dataset_dict["height"], dataset_dict["width"] = out_image.shape[:2]
+        return dataset_dict
+
+
+class MFuserTestDatasetMapper:
+    """Map a dataset dict to an inference input.
+
+    Reads the image and, if ``resize_to=(long, short)`` is given, resizes it keeping the aspect ratio so that
+    the long side fits ``long`` and the short side fits ``short`` (mmseg ``Resize(img_scale, keep_ratio=True)``,
+    e.g. ``(2048, 1024)``). Output::
+
+        {"image": uint8 tensor (3, h, w) (resized), "height": H, "width": W (ORIGINAL size),
+         "file_name": str, ...other keys of the input dict}
+
+    The model returns its prediction at (height, width), the size of the ground truth.
+    """
+
+    @configurable
+    def __init__(self, *, resize_to: Tuple[int, int] | None = None, image_format: str = "RGB"):
+        if resize_to is not None:
+            if len(resize_to) != 2 or min(resize_to) <= 0:
+                raise ValueError(f"resize_to: expected (long, short) positive sizes or None, got {resize_to}")
+            resize_to = (max(resize_to), min(resize_to))
+        self.resize_to = resize_to
+        self.image_format = image_format
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {"resize_to": None, "image_format": cfg.INPUT.FORMAT}
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        dataset_dict = copy.deepcopy(dataset_dict)
+        image = read_image_checked(dataset_dict["file_name"], self.image_format)
+        utils.check_image_size(dataset_dict, image)
+        h, w = image.shape[:2]
+        if self.resize_to is not None:
+            scale = min(self.resize_to[0] / max(h, w), self.resize_to[1] / min(h, w))
+            new_h, new_w = int(h * scale + 0.5), int(w * scale + 0.5)
+            if (new_h, new_w) != (h, w):
+                image = T.ResizeTransform(h, w, new_h, new_w, Image.BILINEAR).apply_image(image)
+        dataset_dict["image"] = _to_chw_uint8(image)
+        dataset_dict["height"], dataset_dict["width"] = h, w
+        return dataset_dict

@@ -1,0 +1,248 @@
+"""Shared machinery of the ``datasets/prepare_*.py`` scripts: label converters, a parallel idempotent
+runner with a progress bar and atomic writes, the summary, and the rare-class statistics.
+
+Every output is written to a temporary file in the destination folder and moved into place with
+``os.replace``, so an interrupted run leaves either the old file, the new file or a ``.tmp-*`` file
+(ignored by the loaders), never a truncated label. A run skips outputs that already exist and decode as
+valid trainId labels of the expected size (``--overwrite`` redoes them).
+"""
+
+import argparse
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .classes import NUM_CLASSES, SYNTHIA_ID_TO_TRAINID, apply_mapping
+from .labels import atomic_save, read_label, write_label
+from .samplers import save_class_stats
+
+__all__ = [
+    "Job",
+    "Result",
+    "make_parser",
+    "run_main",
+    "run_jobs",
+    "print_summary",
+    "write_stats",
+    "convert_cityscapes_ids",
+    "convert_synthia",
+    "convert_mapillary",
+    "resize_half",
+]
+
+
+@dataclass
+class Job:
+    """Convert ``src`` into the trainId label ``dst``.
+
+    ``image``: when given, the label is made to match this image's size (nearest resize, reported).
+    ``mapping``: optional argument passed to the converter (e.g. the Mapillary id mapping).
+    """
+
+    src: str
+    dst: str
+    image: str | None = None
+    mapping: Dict[int, int] | None = None
+
+
+@dataclass
+class Result:
+    job: Job
+    status: str  # "converted" | "skipped" | "failed"
+    note: str = ""
+    counts: List[int] | None = field(default=None, repr=False)
+
+
+# ----------------------------------------------------------------------------------------- converters
+def convert_cityscapes_ids(src: str, mapping=None) -> np.ndarray:
+    """Cityscapes / GTA5 label ids (``*_labelIds.png``) -> trainIds with the official table."""
+    return read_label(src, "cityscapes_id")
+
+
+def convert_synthia(src: str, mapping=None) -> np.ndarray:
+    """SYNTHIA 16-bit ``GT/LABELS`` PNG: class id in the R channel (the last channel of OpenCV's BGR order)."""
+    raw = cv2.imread(src, cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ValueError(f"Cannot decode SYNTHIA label {src}")
+    if raw.ndim == 3:
+        raw = raw[:, :, 2]  # R of BGR / BGRA
+    if raw.dtype.kind not in "ui":
+        raise ValueError(f"SYNTHIA label {src}: expected an integer PNG, got {raw.dtype}")
+    return apply_mapping(raw, mapping or SYNTHIA_ID_TO_TRAINID)
+
+
+def convert_mapillary(src: str, mapping=None) -> np.ndarray:
+    """Mapillary Vistas label: palette PNG whose palette indices are the Vistas class ids (not the colours)."""
+    from .classes import MAPILLARY_V12_ID_TO_TRAINID
+
+    try:
+        img = Image.open(src)
+        img.load()
+    except Exception as e:
+        raise ValueError(f"Cannot decode Mapillary label {src}: {type(e).__name__}: {e}") from e
+    if img.mode not in ("P", "L", "I;16", "I"):
+        raise ValueError(
+            f"Mapillary label {src} is a {img.mode} image; expected the Vistas palette PNG (mode P) whose indices are "
+            "class ids (colour-coded copies are not supported)"
+        )
+    return apply_mapping(np.asarray(img), mapping or MAPILLARY_V12_ID_TO_TRAINID)
+
+
+CONVERTERS: Dict[str, Callable] = {
+    "cityscapes_id": convert_cityscapes_ids,
+    "synthia": convert_synthia,
+    "mapillary": convert_mapillary,
+}
+
+
+def _header_size(path: str) -> Tuple[int, int]:
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except Exception as e:
+        raise ValueError(f"Cannot read {path}: {type(e).__name__}: {e}") from e
+    return h, w
+
+
+def _counts(label: np.ndarray, num_classes: int) -> List[int]:
+    return np.bincount(label.ravel(), minlength=256)[:num_classes].astype(int).tolist()
+
+
+def process_job(job: Job, converter: str, overwrite: bool, want_counts: bool, num_classes: int = NUM_CLASSES) -> Result:
+    """Convert (or validate and skip) one label. Never raises: failures come back as ``Result("failed")``."""
+    try:
+        expected = _header_size(job.image) if job.image else _header_size(job.src)
+        if not overwrite and os.path.exists(job.dst):
+            try:
+                label = read_label(job.dst, "trainid", num_classes)
+                if label.shape == expected:
+                    return Result(job, "skipped", counts=_counts(label, num_classes) if want_counts else None)
+            except Exception:
+                pass  # invalid existing output: convert again
+        label = CONVERTERS[converter](job.src, job.mapping)
+        note = ""
+        if label.shape != expected:
+            if job.image is None:
+                raise ValueError(f"converted label has shape {label.shape}, source header says {expected}")
+            note = (
+                f"label {job.src} is {label.shape[1]}x{label.shape[0]} but image {job.image} is "
+                f"{expected[1]}x{expected[0]}: label resized (nearest) to the image size"
+            )
+            label = cv2.resize(label, (expected[1], expected[0]), interpolation=cv2.INTER_NEAREST)
+        write_label(label, job.dst)
+        return Result(job, "converted", note, _counts(label, num_classes) if want_counts else None)
+    except Exception as e:
+        return Result(job, "failed", f"{job.src}: {type(e).__name__}: {e}")
+
+
+def _call(args):
+    fn, a = args
+    return fn(*a)
+
+
+def run_jobs(fn: Callable, arg_tuples: Sequence[tuple], *, workers: int, desc: str) -> list:
+    """``[fn(*args) for args in arg_tuples]`` in ``workers`` processes (serial when ``workers <= 1``), with a
+    tqdm progress bar; results in input order."""
+    results = [None] * len(arg_tuples)
+    bar = tqdm(total=len(arg_tuples), desc=desc, unit="file", dynamic_ncols=True)
+    if workers <= 1:
+        for i, a in enumerate(arg_tuples):
+            results[i] = fn(*a)
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(workers) as ex:
+            futures = {ex.submit(_call, (fn, a)): i for i, a in enumerate(arg_tuples)}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                bar.update(1)
+    bar.close()
+    return results
+
+
+def convert_labels(jobs: Sequence[Job], converter: str, *, workers: int, overwrite: bool, want_counts: bool, desc: str):
+    return run_jobs(process_job, [(j, converter, overwrite, want_counts) for j in jobs], workers=workers, desc=desc)
+
+
+def print_summary(
+    title: str, results: Sequence[Result], extra_failures: Sequence[str] = (), max_lines: int = 20
+) -> int:
+    """Print converted / skipped / failed counts, failure reasons and notes. Returns the number of failures."""
+    conv = [r for r in results if r.status == "converted"]
+    skip = [r for r in results if r.status == "skipped"]
+    fail = [r.note for r in results if r.status == "failed"] + list(extra_failures)
+    notes = [r.note for r in results if r.status == "converted" and r.note]
+    print(f"{title}: {len(conv)} converted, {len(skip)} skipped (already valid), {len(fail)} failed")
+    for label, lines in (("note", notes), ("FAILED", fail)):
+        for line in lines[:max_lines]:
+            print(f"  {label}: {line}")
+        if len(lines) > max_lines:
+            print(f"  ... and {len(lines) - max_lines} more")
+    return len(fail)
+
+
+def write_stats(path: str, results: Sequence[Result], *, split: str = "", num_classes: int = NUM_CLASSES) -> bool:
+    """Write the rare-class statistics from the results' counts; refuses (returns False) if any failed."""
+    if not results:
+        return False
+    if any(r.status == "failed" or r.counts is None for r in results):
+        print(f"Rare-class statistics NOT written to {path}: some labels failed")
+        return False
+    save_class_stats(path, {r.job.dst: r.counts for r in results}, num_classes=num_classes, split=split)
+    print(f"Rare-class statistics of {len(results)} labels written to {path}")
+    return True
+
+
+def resize_half(image_src: str, label_src: str, image_dst: str, label_dst: str, overwrite: bool) -> Result:
+    """Write a half-resolution copy of an image (JPEG, bilinear) and its trainId label (PNG, nearest)."""
+    job = Job(label_src, label_dst, image=image_src)
+    try:
+        img = Image.open(image_src)
+        img.load()
+        w, h = img.size
+        size = (max(1, w // 2), max(1, h // 2))
+        if not overwrite and os.path.exists(image_dst) and os.path.exists(label_dst):
+            try:
+                lab = read_label(label_dst, "trainid")
+                with Image.open(image_dst) as im2:
+                    im2.load()
+                    if lab.shape == (size[1], size[0]) and im2.size == size:
+                        return Result(job, "skipped")
+            except Exception:
+                pass
+        label = read_label(label_src, "trainid")
+        if label.shape != (h, w):
+            raise ValueError(f"label {label_src} is {label.shape[1]}x{label.shape[0]}, image {image_src} is {w}x{h}")
+        small = img.convert("RGB").resize(size, Image.BILINEAR)
+        atomic_save(lambda tmp: small.save(tmp, format="JPEG", quality=95), image_dst, suffix=".jpg")
+        write_label(cv2.resize(label, size, interpolation=cv2.INTER_NEAREST), label_dst)
+        return Result(job, "converted")
+    except Exception as e:
+        return Result(job, "failed", f"{image_src}: {type(e).__name__}: {e}")
+
+
+def run_main(main: Callable[[], int]) -> int:
+    """Run a script's ``main``; a missing dataset folder ends with its message instead of a traceback."""
+    from .datasets.common import DatasetNotFoundError
+
+    try:
+        return main()
+    except DatasetNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", metavar="ROOT", help="the dataset root folder")
+    p.add_argument(
+        "--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes (default: %(default)s)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist and are valid")
+    return p

@@ -1,0 +1,320 @@
+"""Rare-class sampling (DAFormer-style, reference §5) as a detectron2 training sampler.
+
+How it works:
+
+1. Class statistics: for every training label, the number of pixels of each class. The preparation
+   scripts write them to ``<dataset root>/rcs_class_stats.json`` (:data:`RCS_STATS_FILENAME`); see
+   :func:`save_class_stats` for the format. When the file is missing, :func:`load_or_compute_class_stats`
+   raises (naming the file and the script to run) unless ``compute_missing=True``, in which case the
+   statistics are computed from the labels (a full pass over the dataset, logged).
+2. Class probabilities: ``p(c) = softmax((1 - f_c) / T)`` with ``f_c`` the share of class ``c`` among all
+   labelled pixels and ``T = 100`` (almost uniform). Only classes with at least one image holding more
+   than ``min_pixels`` (3000) pixels of them take part; classes that never reach it are logged and left out.
+3. :class:`RareClassSampler` draws a class, then uniformly an image with more than ``min_pixels`` pixels
+   of it, forever, deterministic per ``seed``; rank ``r`` of ``W`` takes elements ``r, r+W, ...`` of the
+   stream (as detectron2's ``TrainingSampler``).
+4. The sampled class reaches the mapper through the index: the sampler yields
+   ``image_index + N * (class + 1)`` (N = number of images), and :class:`RareClassDataset` decodes it into a
+   copy of the dataset dict with ``"rcs_class": class``. Indices below N are plain images, so the dataset
+   also works with an ordinary sampler. The mapper (:class:`~mfuser.data.mappers.MFuserSemanticDatasetMapper`)
+   redraws its random crop up to 10 times until the crop holds more than ``min_pixels * min_crop_ratio``
+   (1500) pixels of that class.
+
+Usage::
+
+    dicts = DatasetCatalog.get("gta5_train")
+    sampler = RareClassSampler(dicts, load_or_compute_class_stats("gta5_train", dicts))
+    loader = build_detection_train_loader(dataset=RareClassDataset(dicts), sampler=sampler,
+                                          mapper=MFuserSemanticDatasetMapper(augmentations=build_train_augmentations()),
+                                          total_batch_size=2)
+
+or :func:`build_rcs_train_loader` (LazyConfig-friendly) which does exactly this.
+"""
+
+import itertools
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
+from detectron2.data.common import DatasetFromList
+from detectron2.utils import comm
+from torch.utils.data import Dataset, Sampler
+
+from .classes import NUM_CLASSES
+from .datasets.register import RCS_STATS_FILENAME
+from .labels import atomic_save, read_label
+
+__all__ = [
+    "RCS_STATS_FILENAME",
+    "RCS_STATS_FORMAT",
+    "label_class_counts",
+    "compute_class_stats",
+    "save_class_stats",
+    "load_class_stats",
+    "load_or_compute_class_stats",
+    "rcs_class_probabilities",
+    "RareClassSampler",
+    "RareClassDataset",
+    "build_rcs_train_loader",
+]
+
+logger = logging.getLogger(__name__)
+
+RCS_STATS_FORMAT = "mfuser-rcs-class-stats-v1"
+
+
+def label_class_counts(path: str, label_format="trainid", num_classes: int = NUM_CLASSES) -> List[int]:
+    """Pixel count of each class ``0..K-1`` in one label file (ignore pixels not counted)."""
+    label = read_label(path, label_format, num_classes)
+    return np.bincount(label.ravel(), minlength=256)[:num_classes].astype(int).tolist()
+
+
+def _count_job(args):
+    return label_class_counts(*args)
+
+
+def compute_class_stats(
+    dataset_dicts: Sequence[dict], label_format="trainid", num_classes: int = NUM_CLASSES, workers: int = 0
+) -> Dict[str, List[int]]:
+    """``{sem_seg_file_name: [pixels of class 0..K-1]}`` for every record (``workers`` > 1: processes)."""
+    jobs = [(d["sem_seg_file_name"], d.get("label_format", label_format), num_classes) for d in dataset_dicts]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as ex:
+            counts = list(ex.map(_count_job, jobs, chunksize=16))
+    else:
+        counts = [_count_job(j) for j in jobs]
+    return {j[0]: c for j, c in zip(jobs, counts)}
+
+
+def save_class_stats(
+    path: str, stats: Dict[str, List[int]], *, num_classes: int = NUM_CLASSES, split: str = ""
+) -> None:
+    """Write statistics atomically as JSON::
+
+    {"format": "mfuser-rcs-class-stats-v1", "num_classes": K, "split": str,
+     "labels": {"<label path relative to the JSON's folder>": [pixels of class 0..K-1], ...}}
+    """
+    base = os.path.dirname(os.path.abspath(path))
+    labels = {os.path.relpath(os.path.abspath(k), base): [int(v) for v in c] for k, c in sorted(stats.items())}
+    payload = {"format": RCS_STATS_FORMAT, "num_classes": int(num_classes), "split": split, "labels": labels}
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(payload, f)
+
+    atomic_save(write, path, suffix=".json")
+
+
+def load_class_stats(path: str) -> Dict[str, List[int]]:
+    """Read a statistics file; returns ``{absolute label path: counts}``."""
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"Rare-class statistics file {path} is not valid JSON ({e}); delete it and rerun") from e
+    if not isinstance(payload, dict) or payload.get("format") != RCS_STATS_FORMAT:
+        raise ValueError(f"{path} is not an mfuser rare-class statistics file (expected format {RCS_STATS_FORMAT!r})")
+    base = os.path.dirname(os.path.abspath(path))
+    return {os.path.normpath(os.path.join(base, k)): v for k, v in payload["labels"].items()}
+
+
+def load_or_compute_class_stats(
+    dataset_name: str,
+    dataset_dicts: Sequence[dict] | None = None,
+    *,
+    stats_file: str | None = None,
+    compute_missing: bool = False,
+    workers: int = 0,
+) -> List[List[int]]:
+    """Per-record class pixel counts for a registered dataset, aligned with ``dataset_dicts``.
+
+    Reads ``stats_file`` (default: the dataset metadata's ``rcs_stats_file``). A missing file, or records missing
+    from it, raise ``FileNotFoundError`` / ``ValueError`` naming the file and the preparation script, unless
+    ``compute_missing``: then the missing counts are computed from the labels.
+    """
+    meta = MetadataCatalog.get(dataset_name)
+    dicts = list(DatasetCatalog.get(dataset_name) if dataset_dicts is None else dataset_dicts)
+    num_classes = len(meta.get("stuff_classes", [None] * NUM_CLASSES))
+    stats_file = stats_file or meta.get("rcs_stats_file", None)
+    stats: Dict[str, List[int]] = {}
+    if stats_file and os.path.isfile(stats_file):
+        stats = load_class_stats(stats_file)
+    elif not compute_missing:
+        raise FileNotFoundError(
+            f"Rare-class sampling for {dataset_name!r} needs the class statistics file {stats_file}, which does not "
+            "exist. The preparation scripts write it (e.g. `python datasets/prepare_gta5.py ROOT`); or pass "
+            "compute_missing=True to compute it from the labels now."
+        )
+    keys = [os.path.normpath(os.path.abspath(d["sem_seg_file_name"])) for d in dicts]
+    missing = [d for d, k in zip(dicts, keys) if k not in stats]
+    if missing:
+        if not compute_missing:
+            raise ValueError(
+                f"{len(missing)} of {len(dicts)} labels of {dataset_name!r} are not in {stats_file} (e.g. "
+                f"{missing[0]['sem_seg_file_name']}): the file is out of date; rerun the preparation script or pass "
+                "compute_missing=True."
+            )
+        logger.info(f"Computing rare-class statistics of {len(missing)} labels of {dataset_name!r} ...")
+        new = compute_class_stats(missing, meta.get("label_format", "trainid"), num_classes, workers)
+        stats.update({os.path.normpath(os.path.abspath(k)): v for k, v in new.items()})
+    return [list(stats[k]) for k in keys]
+
+
+def rcs_class_probabilities(class_counts: Sequence[Sequence[int]], temperature: float = 100.0) -> np.ndarray:
+    """``softmax((1 - f) / T)`` over classes with non-zero pixels (others get probability 0)."""
+    totals = np.asarray(class_counts, dtype=np.float64).sum(axis=0)
+    if totals.sum() <= 0:
+        raise ValueError("Rare-class sampling: the labels contain no labelled pixels")
+    if temperature <= 0:
+        raise ValueError(f"temperature: expected > 0, got {temperature}")
+    freq = totals / totals.sum()
+    logits = np.where(totals > 0, (1.0 - freq) / temperature, -np.inf)
+    p = np.exp(logits - logits[totals > 0].max())
+    return p / p.sum()
+
+
+class RareClassSampler(Sampler):
+    """Infinite stream of ``image_index + N * (class + 1)`` indices for :class:`RareClassDataset`.
+
+    Args:
+        dataset_dicts: the N training records (only their number and order matter).
+        class_counts: per record, the pixel count of each of the K classes (aligned with ``dataset_dicts``).
+        temperature: T of the class distribution (reference: 100).
+        min_pixels: an image is eligible for class c if it holds more than this many pixels of c (3000).
+        seed: shared by all ranks; None draws a shared random seed (as detectron2's TrainingSampler).
+    """
+
+    def __init__(
+        self,
+        dataset_dicts: Sequence[dict],
+        class_counts: Sequence[Sequence[int]],
+        *,
+        temperature: float = 100.0,
+        min_pixels: int = 3000,
+        seed: int | None = None,
+    ):
+        n = len(dataset_dicts)
+        if n == 0:
+            raise ValueError("RareClassSampler: the dataset is empty")
+        if len(class_counts) != n:
+            raise ValueError(f"RareClassSampler: {len(class_counts)} class-count rows for {n} records")
+        counts = np.asarray(class_counts, dtype=np.int64)
+        self.num_images, self.num_classes = n, counts.shape[1]
+        probs = rcs_class_probabilities(counts, temperature)
+        self.samples_with_class: Dict[int, List[int]] = {}
+        dropped = []
+        for c in range(self.num_classes):
+            if probs[c] <= 0:
+                continue
+            idx = np.nonzero(counts[:, c] > min_pixels)[0].tolist()
+            if idx:
+                self.samples_with_class[c] = idx
+            else:
+                dropped.append(c)
+        if not self.samples_with_class:
+            raise ValueError(f"RareClassSampler: no image holds more than min_pixels={min_pixels} pixels of any class")
+        if dropped:
+            logger.warning(
+                f"Rare-class sampling: classes {dropped} never exceed {min_pixels} pixels and are not sampled"
+            )
+        self.classes = sorted(self.samples_with_class)
+        p = probs[self.classes]
+        self.class_probs = torch.as_tensor(p / p.sum(), dtype=torch.float64)
+        self._seed = int(comm.shared_random_seed() if seed is None else seed)
+        self._rank, self._world_size = comm.get_rank(), comm.get_world_size()
+        logger.info(
+            "Rare-class sampling: "
+            + ", ".join(
+                f"{c}: p={q:.4f} ({len(self.samples_with_class[c])} imgs)" for c, q in zip(self.classes, p / p.sum())
+            )
+        )
+
+    def encode(self, image_index: int, cls: int) -> int:
+        return image_index + self.num_images * (cls + 1)
+
+    def __iter__(self):
+        yield from itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
+
+    def _infinite_indices(self):
+        g = torch.Generator()
+        g.manual_seed(self._seed)
+        while True:
+            cls_pos = torch.multinomial(self.class_probs, 256, replacement=True, generator=g).tolist()
+            for pos in cls_pos:
+                c = self.classes[pos]
+                pool = self.samples_with_class[c]
+                j = pool[int(torch.randint(len(pool), (1,), generator=g))]
+                yield self.encode(j, c)
+
+
+class RareClassDataset(Dataset):
+    """Map-style dataset over ``dataset_dicts`` that decodes :class:`RareClassSampler` indices.
+
+    ``dataset[i]`` for ``i < N`` is record ``i``; for ``i = j + N * (c + 1)`` it is record ``j`` with
+    ``"rcs_class": c`` added. ``len = N * (num_classes + 1)``. Records are stored serialized
+    (detectron2's ``DatasetFromList``) and returned as fresh copies.
+    """
+
+    def __init__(self, dataset_dicts: Sequence[dict], num_classes: int = NUM_CLASSES):
+        self._n = len(dataset_dicts)
+        if self._n == 0:
+            raise ValueError("RareClassDataset: the dataset is empty")
+        self._num_classes = num_classes
+        self._lst = DatasetFromList(list(dataset_dicts), copy=True, serialize=True)
+
+    def __len__(self) -> int:
+        return self._n * (self._num_classes + 1)
+
+    def __getitem__(self, idx: int) -> dict:
+        idx = int(idx)
+        if not 0 <= idx < len(self):
+            raise IndexError(f"RareClassDataset index {idx} out of range [0, {len(self)})")
+        j, k = idx % self._n, idx // self._n
+        d = self._lst[j]
+        if k > 0:
+            d["rcs_class"] = k - 1
+        return d
+
+
+def build_rcs_train_loader(
+    names: Sequence[str],
+    mapper,
+    total_batch_size: int,
+    *,
+    num_workers: int = 0,
+    temperature: float = 100.0,
+    min_pixels: int = 3000,
+    seed: int | None = None,
+    compute_missing_stats: bool = False,
+):
+    """A detectron2 train loader over the registered ``names`` with rare-class sampling.
+
+    Each dataset's statistics come from its metadata's ``rcs_stats_file`` (see
+    :func:`load_or_compute_class_stats`). The mapper should redraw crops for ``"rcs_class"``
+    (:class:`~mfuser.data.mappers.MFuserSemanticDatasetMapper` does).
+    """
+    if isinstance(names, str):
+        names = [names]
+    dicts, counts = [], []
+    num_classes = None
+    for name in names:
+        d = DatasetCatalog.get(name)
+        k = len(MetadataCatalog.get(name).get("stuff_classes", [None] * NUM_CLASSES))
+        if num_classes not in (None, k):
+            raise ValueError(f"build_rcs_train_loader: datasets {list(names)} have different numbers of classes")
+        num_classes = k
+        counts += load_or_compute_class_stats(name, d, compute_missing=compute_missing_stats)
+        dicts += d
+    sampler = RareClassSampler(dicts, counts, temperature=temperature, min_pixels=min_pixels, seed=seed)
+    return build_detection_train_loader(
+        dataset=RareClassDataset(dicts, num_classes),
+        mapper=mapper,
+        sampler=sampler,
+        total_batch_size=total_batch_size,
+        num_workers=num_workers,
+    )

@@ -1,0 +1,132 @@
+"""Checkpointing for training: atomic writes and strict, explainable loading.
+
+Two departures from :class:`detectron2.checkpoint.DetectionCheckpointer`, both deliberate:
+
+* **Atomic save.** fvcore writes ``model_XXXX.pth`` in place and then rewrites ``last_checkpoint`` in
+  place; a job killed half-way through leaves a truncated file that ``--resume`` then tries to load.
+  Here the checkpoint is written to ``<name>.pth.tmp``, flushed, ``os.replace``-d onto its final name,
+  and only then ``last_checkpoint`` is replaced the same way. A crash at any point leaves
+  ``last_checkpoint`` pointing at the previous complete file.
+* **Strict load.** fvcore only *logs* missing / unexpected keys and silently drops tensors whose shape
+  differs, so a checkpoint of another model "loads" and evaluates as garbage. Here any such key raises
+  :class:`CheckpointMismatchError` naming the keys, except missing keys under the prefixes the model
+  declares optional in ``model.checkpoint_optional_prefixes`` (e.g. frozen pretrained encoders that
+  are rebuilt from their own files and need not be stored in a trained checkpoint).
+"""
+import logging
+import os
+from typing import Any, Dict, List, Sequence
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+__all__ = ["CheckpointMismatchError", "MFuserCheckpointer", "optional_checkpoint_prefixes"]
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint's state dict does not match the model (missing / unexpected / mis-shaped keys)."""
+
+
+def optional_checkpoint_prefixes(model: torch.nn.Module) -> tuple:
+    """Return the model's ``checkpoint_optional_prefixes`` (tuple of str; empty when absent).
+
+    A model declares there which parameter-name prefixes may be absent from a checkpoint, e.g.
+    ``("backbone.vfm.", "backbone.vlm.", "text_encoder.")`` for frozen encoders loaded from their own files.
+    """
+    if isinstance(model, (DistributedDataParallel, DataParallel)):
+        model = model.module
+    prefixes = getattr(model, "checkpoint_optional_prefixes", ()) or ()
+    if isinstance(prefixes, str):
+        prefixes = (prefixes,)
+    return tuple(prefixes)
+
+
+def _summarise(keys: Sequence[str], limit: int = 20) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+class MFuserCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` with atomic saves and strict loads (see the module docstring).
+
+    Args:
+        model, save_dir, save_to_disk, checkpointables: as in :class:`DetectionCheckpointer`.
+        strict (bool): raise :class:`CheckpointMismatchError` on missing / unexpected / mis-shaped keys
+            (default). ``strict=False`` restores detectron2's log-only behaviour.
+    """
+
+    def __init__(self, model, save_dir="", *, save_to_disk=None, strict: bool = True, **checkpointables):
+        super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.strict = strict
+
+    # ------------------------------------------------------------------ saving
+    def save(self, name: str, **kwargs: Any) -> None:
+        """Write ``<save_dir>/<name>.pth`` atomically, then point ``last_checkpoint`` at it atomically."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data: Dict[str, Any] = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+
+        basename = f"{name}.pth"
+        os.makedirs(self.save_dir, exist_ok=True)
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        self._atomic_write(save_file, lambda f: torch.save(data, f), mode="wb")
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        self._atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
+
+    @staticmethod
+    def _atomic_write(path: str, write_fn, mode: str) -> None:
+        tmp = path + ".tmp"
+        try:
+            with open(tmp, mode) as f:
+                write_fn(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic on POSIX and Windows within one file system
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    # ------------------------------------------------------------------ loading
+    def load(self, path: str, checkpointables: List[str] | None = None) -> Dict[str, Any]:
+        """Load ``path`` (empty: nothing). Raises FileNotFoundError for a local path that does not exist."""
+        if path and "://" not in path and not os.path.isfile(path.split("?")[0]):
+            raise FileNotFoundError(f"Checkpoint file not found: {path!r} (train.init_checkpoint or --resume target)")
+        return super().load(path, checkpointables=checkpointables)
+
+    def _load_model(self, checkpoint: Any):
+        incompatible = super()._load_model(checkpoint)
+        if not self.strict or incompatible is None:
+            return incompatible
+        optional = optional_checkpoint_prefixes(self.model)
+        missing = [k for k in incompatible.missing_keys if not k.startswith(optional)]
+        unexpected = list(incompatible.unexpected_keys)
+        shapes = list(incompatible.incorrect_shapes)
+        if missing or unexpected or shapes:
+            lines = ["Checkpoint does not match the model (nothing partial is used):"]
+            if missing:
+                lines.append(f"  missing keys ({len(missing)}): {_summarise(missing)}")
+            if unexpected:
+                lines.append(f"  unexpected keys ({len(unexpected)}): {_summarise(unexpected)}")
+            for k, s_ckpt, s_model in shapes[:20]:
+                lines.append(f"  shape mismatch {k}: checkpoint {tuple(s_ckpt)} vs model {tuple(s_model)}")
+            if optional:
+                lines.append(f"  (keys under {list(optional)} may be missing: model.checkpoint_optional_prefixes)")
+            raise CheckpointMismatchError("\n".join(lines))
+        skipped = [k for k in incompatible.missing_keys if k.startswith(optional)]
+        if skipped:
+            logger.info(f"{len(skipped)} keys under optional prefixes {list(optional)} not in the checkpoint; "
+                        "they keep the values the model was built with.")
+        return incompatible
+
+

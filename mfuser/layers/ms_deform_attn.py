@@ -1,0 +1,188 @@
+"""Multi-scale deformable attention (Deformable DETR, Zhu et al. 2021) in pure PyTorch.
+
+Why our own: the reference implementations (Deformable-DETR / Mask2Former ``ops``, mmcv) need a
+compiled CUDA op; Mask2Former's ``ms_deform_attn_func.py`` even fails at import without it. Here
+the sampling is done with ``F.grid_sample`` per level, which runs on CPU and CUDA, supports
+float64 (gradcheck) and autograd, at the cost of some speed and memory on large inputs.
+
+Conventions (same as Deformable DETR):
+
+* ``spatial_shapes[l] = (H_l, W_l)``; ``input_flatten`` holds the levels one after another, each
+  flattened row-major (``level_start_index[l] = sum_{j<l} H_j * W_j``).
+* Locations are normalised to [0, 1] with (x, y) order: pixel ``(i, j)`` of a level has its centre
+  at ``((j + 0.5) / W_l, (i + 0.5) / H_l)``. Bilinear sampling, zero outside the map
+  (``grid_sample(..., padding_mode="zeros", align_corners=False)``).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MSDeformAttn", "ms_deform_attn_core_pytorch"]
+
+
+def _level_sizes(value_spatial_shapes) -> list[tuple[int, int]]:
+    if isinstance(value_spatial_shapes, torch.Tensor):
+        if value_spatial_shapes.dim() != 2 or value_spatial_shapes.shape[1] != 2:
+            raise ValueError(
+                f"spatial_shapes must have shape (n_levels, 2), got {tuple(value_spatial_shapes.shape)}"
+            )
+        return [(int(h), int(w)) for h, w in value_spatial_shapes.tolist()]
+    return [(int(h), int(w)) for h, w in value_spatial_shapes]
+
+
+def ms_deform_attn_core_pytorch(
+    value: torch.Tensor,
+    value_spatial_shapes,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """The sampling + weighted sum at the heart of multi-scale deformable attention.
+
+    Args:
+        value: (B, S, M, D) with S = sum_l H_l * W_l, M heads, D channels per head.
+        value_spatial_shapes: (L, 2) long tensor (or list of pairs) of (H_l, W_l).
+        sampling_locations: (B, Lq, M, L, P, 2), (x, y) in [0, 1] (outside is allowed: zeros).
+        attention_weights: (B, Lq, M, L, P), normally softmax-normalised over (L, P).
+
+    Returns:
+        (B, Lq, M * D).
+    """
+    sizes = _level_sizes(value_spatial_shapes)
+    B, S, M, D = value.shape
+    _, Lq, M2, L, P, two = sampling_locations.shape
+    if two != 2 or M2 != M or L != len(sizes):
+        raise ValueError(
+            f"sampling_locations must be (B, Lq, {M}, {len(sizes)}, P, 2), got {tuple(sampling_locations.shape)}"
+        )
+    if attention_weights.shape != sampling_locations.shape[:-1]:
+        raise ValueError(
+            f"attention_weights must be {tuple(sampling_locations.shape[:-1])}, got {tuple(attention_weights.shape)}"
+        )
+    if sum(h * w for h, w in sizes) != S:
+        raise ValueError(f"value has {S} tokens but spatial_shapes {sizes} sum to {sum(h * w for h, w in sizes)}")
+
+    value_list = value.split([h * w for h, w in sizes], dim=1)
+    grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
+    sampled = []
+    for lvl, (h, w) in enumerate(sizes):
+        # (B, h*w, M, D) -> (B*M, D, h, w)
+        value_l = value_list[lvl].flatten(2).transpose(1, 2).reshape(B * M, D, h, w)
+        # (B, Lq, M, P, 2) -> (B*M, Lq, P, 2)
+        grid_l = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)
+        # (B*M, D, Lq, P)
+        sampled.append(F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False))
+    # (B, Lq, M, L, P) -> (B*M, 1, Lq, L*P)
+    attn = attention_weights.transpose(1, 2).reshape(B * M, 1, Lq, L * P)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * attn).sum(-1)  # (B*M, D, Lq)
+    return out.view(B, M * D, Lq).transpose(1, 2).contiguous()
+
+
+class MSDeformAttn(nn.Module):
+    """Multi-scale deformable attention module (Deformable DETR semantics and initialisation).
+
+    Each query attends to ``n_points`` sampled locations per head and level around its reference
+    point; offsets and attention weights are linear functions of the query.
+
+    Args:
+        d_model: channels C (divisible by n_heads).
+        n_levels: number of feature levels L.
+        n_heads: number of heads M.
+        n_points: sampling points P per head and level.
+    """
+
+    def __init__(self, d_model: int = 256, n_levels: int = 3, n_heads: int = 8, n_points: int = 4):
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        d_head = d_model // n_heads
+        if d_head & (d_head - 1) != 0:
+            warnings.warn(f"MSDeformAttn: d_model/n_heads = {d_head} is not a power of 2 (slower on CUDA kernels).",
+                          stacklevel=2)
+        self.d_model = d_model
+        self.n_levels = n_levels
+        self.n_heads = n_heads
+        self.n_points = n_points
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Deformable DETR init: offsets start on a ring of directions (one per head), scaled by point
+        index; uniform attention; xavier projections."""
+        nn.init.constant_(self.sampling_offsets.weight, 0.0)
+        thetas = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(self.n_heads, 1, 1, 2)
+        grid = grid.repeat(1, self.n_levels, self.n_points, 1)
+        grid = grid * torch.arange(1, self.n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.view(-1))
+        nn.init.constant_(self.attention_weights.weight, 0.0)
+        nn.init.constant_(self.attention_weights.bias, 0.0)
+        nn.init.xavier_uniform_(self.value_proj.weight)
+        nn.init.constant_(self.value_proj.bias, 0.0)
+        nn.init.xavier_uniform_(self.output_proj.weight)
+        nn.init.constant_(self.output_proj.bias, 0.0)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        reference_points: torch.Tensor,
+        input_flatten: torch.Tensor,
+        input_spatial_shapes: torch.Tensor,
+        input_level_start_index: torch.Tensor,
+        input_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        Args:
+            query: (B, Lq, C), usually content + position embedding.
+            reference_points: (B, Lq, n_levels, 2), (x, y) in [0, 1] per level.
+            input_flatten: (B, S, C), S = sum_l H_l * W_l, levels concatenated (no position added).
+            input_spatial_shapes: (n_levels, 2) long, (H_l, W_l).
+            input_level_start_index: (n_levels,) long, start of each level in S.
+            input_padding_mask: optional (B, S) bool, True at padded positions (their values are zeroed).
+
+        Returns:
+            (B, Lq, C).
+        """
+        B, Lq, C = query.shape
+        if C != self.d_model:
+            raise ValueError(f"query has {C} channels, expected d_model={self.d_model}")
+        if input_flatten.dim() != 3 or input_flatten.shape[0] != B or input_flatten.shape[2] != C:
+            raise ValueError(f"input_flatten must be ({B}, S, {C}), got {tuple(input_flatten.shape)}")
+        if reference_points.shape != (B, Lq, self.n_levels, 2):
+            raise ValueError(
+                f"reference_points must be ({B}, {Lq}, {self.n_levels}, 2), got {tuple(reference_points.shape)}"
+            )
+        sizes = _level_sizes(input_spatial_shapes)
+        if len(sizes) != self.n_levels:
+            raise ValueError(f"input_spatial_shapes has {len(sizes)} levels, expected n_levels={self.n_levels}")
+        starts = [0]
+        for h, w in sizes[:-1]:
+            starts.append(starts[-1] + h * w)
+        if [int(s) for s in input_level_start_index.tolist()] != starts:
+            raise ValueError(
+                f"input_level_start_index {input_level_start_index.tolist()} does not match spatial shapes {sizes}"
+            )
+        S = input_flatten.shape[1]
+
+        value = self.value_proj(input_flatten)
+        if input_padding_mask is not None:
+            value = value.masked_fill(input_padding_mask[..., None], 0.0)
+        value = value.view(B, S, self.n_heads, self.d_model // self.n_heads)
+
+        M, L, P = self.n_heads, self.n_levels, self.n_points
+        offsets = self.sampling_offsets(query).view(B, Lq, M, L, P, 2)
+        attn = self.attention_weights(query).view(B, Lq, M, L * P).softmax(-1).view(B, Lq, M, L, P)
+        # offsets are in pixels of each level: normalise by (W_l, H_l)
+        normalizer = torch.tensor([[w, h] for h, w in sizes], dtype=query.dtype, device=query.device)
+        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        out = ms_deform_attn_core_pytorch(value, sizes, locations, attn)
+        return self.output_proj(out)

@@ -1,0 +1,199 @@
+"""MFuserBackbone: a frozen VFM and a frozen VLM run block by block, fused by one MVFuser per block.
+
+Reference: MFUSER_REFERENCE.md §1.2-§1.5 and §2.1.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from detectron2.layers import ShapeSpec, get_norm
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from torch.utils.checkpoint import checkpoint
+
+from mfuser.modeling.fusion import MVFuser
+
+__all__ = ["MFuserBackbone", "pyramid_output_shape"]
+
+_PYRAMID_NAMES = ("res2", "res3", "res4", "res5")
+
+
+def pyramid_output_shape(channels: int) -> dict[str, ShapeSpec]:
+    """The backbone's ``output_shape()`` without building it (for LazyConfig files of the head).
+
+    Strides are nominal (4/8/16/32, as Detectron2 heads expect); for /14 encoders the true strides
+    are 3.5/7/14/28, which the head never relies on (it reads sizes from the tensors).
+    """
+    return {name: ShapeSpec(channels=channels, stride=4 * 2**i) for i, name in enumerate(_PYRAMID_NAMES)}
+
+
+class _Pyramid(nn.Module):
+    """The simple deconv pyramid of reference §1.4: x4 (two ConvTranspose), x2, identity, max-pool."""
+
+    def __init__(self, channels: int, norm: str):
+        super().__init__()
+        self.up4 = nn.Sequential(
+            nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2),
+            get_norm(norm, channels),
+            nn.GELU(),
+            nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2),
+        )
+        self.up2 = nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2)
+        self.down2 = nn.MaxPool2d(kernel_size=2, stride=2)
+
+    def forward(self, taps: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return dict(zip(_PYRAMID_NAMES, (self.up4(taps[0]), self.up2(taps[1]), taps[2], self.down2(taps[3]))))
+
+
+@BACKBONE_REGISTRY.register()
+class MFuserBackbone(Backbone):
+    """Frozen VFM (DINOv2) + frozen VLM image tower, fused after every block by an MVFuser.
+
+    At block ``i`` both encoders run their own block, then MVFuser_i runs over the sequence
+    concatenation ``[vfm tokens ; vlm tokens]`` and its output is split and added back to both
+    streams. The streams at ``tap_indices`` give channel-concatenated ``2C``-channel grids that a
+    deconv pyramid turns into ``res2..res5`` (strides 4/8/16/32). The final streams give the fused
+    embedding in the VLM's text space.
+
+    Only the fusers, the optional projections and the pyramid are trainable.
+    """
+
+    def __init__(
+        self,
+        *,
+        vfm: nn.Module,
+        vlm: nn.Module,
+        tap_indices: Sequence[int] = (7, 11, 15, 23),
+        d_state: int = 16,
+        d_conv: int = 3,
+        bidirectional: bool = False,
+        fusion_projections: bool = False,
+        pyramid_norm: str = "naiveSyncBN",
+        activation_checkpointing: bool = False,
+    ):
+        """
+        Args:
+            vfm: block-wise DINOv2 encoder (``mfuser.modeling.encoders.DINOv2Encoder``).
+            vlm: block-wise VLM image encoder (CLIP / EVA02 / SigLIP ``*VisionEncoder``) of the same
+                token width, depth and patch size as ``vfm``.
+            tap_indices: 0-based blocks whose fused outputs feed res2..res5 (4 entries, increasing).
+            d_state, d_conv, bidirectional: MVFuser settings (reference: 16, 3, one-way).
+            fusion_projections: the CLIP variant's per-block ``Linear(C, C)`` on the VFM tokens
+                into (``proj_in``) and out of (``proj_out``) each fuser, and ``proj_final`` on the
+                last VFM tokens added to the VLM's final embedding. Without it (EVA02, SigLIP)
+                the VFM's final LayerNorm output is added instead.
+            pyramid_norm: detectron2 norm name for the stride-4 branch (reference: SyncBN;
+                ``naiveSyncBN`` also syncs over gloo on CPU and is plain BN in one process).
+            activation_checkpointing: recompute each block (both encoders + its fuser) in the
+                backward pass instead of storing its activations.
+        """
+        super().__init__()
+        for attr in ("embed_dim", "num_blocks", "patch_size"):
+            a, b = getattr(vfm, attr), getattr(vlm, attr)
+            if a != b:
+                raise ValueError(f"vfm.{attr}={a} but vlm.{attr}={b}; the two streams must match to be fused")
+        tap_indices = tuple(int(i) for i in tap_indices)
+        if len(tap_indices) != 4 or list(tap_indices) != sorted(set(tap_indices)) or not (
+            0 <= tap_indices[0] and tap_indices[-1] < vfm.num_blocks
+        ):
+            raise ValueError(
+                f"tap_indices must be 4 increasing block indices in [0, {vfm.num_blocks}); got {tap_indices}"
+            )
+        self.vfm = vfm
+        self.vlm = vlm
+        for encoder in (self.vfm, self.vlm):
+            encoder.requires_grad_(False)
+        self.tap_indices = tap_indices
+        self.activation_checkpointing = activation_checkpointing
+        width = vfm.embed_dim
+        self.fusers = nn.ModuleList(
+            MVFuser(width, d_state=d_state, d_conv=d_conv, bidirectional=bidirectional) for _ in range(vfm.num_blocks)
+        )
+        self.fusion_projections = fusion_projections
+        if fusion_projections:
+            self.proj_in = nn.ModuleList(nn.Linear(width, width) for _ in range(vfm.num_blocks))
+            self.proj_out = nn.ModuleList(nn.Linear(width, width) for _ in range(vfm.num_blocks))
+            self.proj_final = nn.Linear(width, width)
+        self.pyramid = _Pyramid(2 * width, pyramid_norm)
+        self._out_features = list(_PYRAMID_NAMES)
+        self._out_feature_channels = {name: 2 * width for name in _PYRAMID_NAMES}
+        self._out_feature_strides = {name: 4 * 2**i for i, name in enumerate(_PYRAMID_NAMES)}
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the fused embedding (the VLM's text space)."""
+        return self.vlm.out_dim
+
+    @property
+    def size_divisibility(self) -> int:
+        # The token grid must be even so that the stride-32 max-pool keeps every token.
+        return 2 * self.vfm.patch_size
+
+    def train(self, mode: bool = True):
+        """The frozen encoders always stay in eval mode (no dropout / drop-path noise)."""
+        super().train(mode)
+        self.vfm.eval()
+        self.vlm.eval()
+        return self
+
+    def _fuse_block(self, i: int, xv: torch.Tensor, xl: torch.Tensor, grid: tuple[int, int]):
+        xv = self.vfm.block(i, xv, grid)
+        xl = self.vlm.block(i, xl, grid)
+        num_vfm = xv.shape[1]
+        vfm_in = self.proj_in[i](xv) if self.fusion_projections else xv
+        update = self.fusers[i](torch.cat([vfm_in, xl], dim=1))
+        dv, dl = update[:, :num_vfm], update[:, num_vfm:]
+        if self.fusion_projections:
+            dv = self.proj_out[i](dv)
+        return xv + dv, xl + dl
+
+    def _patch_grid(self, tokens: torch.Tensor, num_prefix: int, grid: tuple[int, int]) -> torch.Tensor:
+        """(B, P + h*w, C) -> (B, C, h, w)."""
+        patches = tokens[:, num_prefix:]
+        return patches.transpose(1, 2).reshape(tokens.shape[0], -1, *grid)
+
+    def forward(self, images: torch.Tensor) -> dict:
+        """
+        Args:
+            images: (B, 3, H, W) float RGB in 0..255 (each encoder normalises on its own).
+
+        Returns:
+            dict with "res2".."res5": (B, 2C, 4h, 2h, h, h/2)-sized maps for a (h, w) token grid,
+            and "embedding": (global (B, 1, Dt), dense (B, Dt, h, w)) in the VLM text space.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W); got {tuple(images.shape)}")
+        hw = tuple(images.shape[-2:])
+        grid = tuple(self.vfm.grid(hw))
+        if tuple(self.vlm.grid(hw)) != grid:
+            raise ValueError(f"token grids differ for input {hw}: vfm {grid} vs vlm {tuple(self.vlm.grid(hw))}")
+        xv = self.vfm.embed(images)
+        xl = self.vlm.embed(images)
+        taps = []
+        for i in range(len(self.fusers)):
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                xv, xl = checkpoint(self._fuse_block, i, xv, xl, grid, use_reentrant=False)
+            else:
+                xv, xl = self._fuse_block(i, xv, xl, grid)
+            if i in self.tap_indices:
+                taps.append(
+                    torch.cat(
+                        [
+                            self._patch_grid(xv, self.vfm.num_prefix_tokens, grid),
+                            self._patch_grid(xl, self.vlm.num_prefix_tokens, grid),
+                        ],
+                        dim=1,
+                    )
+                )
+        outputs = self.pyramid(taps)
+        residual = self.proj_final(xv) if self.fusion_projections else self.vfm.final_norm(xv)
+        outputs["embedding"] = self.vlm.finish(xl, grid, residual=residual)
+        return outputs
+
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        return {
+            name: ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
+            for name in self._out_features
+        }
+

@@ -1,0 +1,124 @@
+"""OpenAI CLIP ViT-L/14-336 image tower, on open_clip's ``VisionTransformer`` (QuickGELU, as OpenAI's weights)."""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+from open_clip.transformer import QuickGELU, VisionTransformer
+from timm.layers import resample_abs_pos_embed
+
+from .base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenImageEncoder, resize_kernel
+from .checkpoints import clip_layout, split_keys, tensor_shape_str
+
+__all__ = ["CLIPVisionEncoder"]
+
+
+class CLIPVisionEncoder(FrozenImageEncoder):
+    """Frozen CLIP image tower (defaults: ViT-L built with patch 16 on a 512 crop -> 32x32 grid, out 768).
+
+    Args:
+        width, layers, heads, mlp_ratio: tower size (ViT-L: 1024, 24, 16, 4).
+        patch_size: 16 as MFuser (the official 14x14 kernel is resized at load, bilinear).
+        img_size: the official 24x24 position embedding is interpolated (bilinear) to img_size // patch_size at
+            load, and again at runtime for other input sizes.
+        output_dim: text-space width of ``visual.proj`` (768).
+        patch_resample: "pi" (timm pseudo-inverse resize on bilinear interpolation, default; keeps a resized patch's
+            embedding) or "interpolate" (plain bilinear ``F.interpolate``, exactly the published code).
+        weights: path of ``ViT-L-14-336px.pt`` (the OpenAI TorchScript archive) to load, or None.
+
+    Tokens ``[CLS, patches...]`` after ``ln_pre``; input RGB 0..255, OpenAI-CLIP-normalised inside. The published
+    code builds CLIP with drop_path 0.1 that fires on the frozen blocks; here the frozen blocks are deterministic.
+    """
+
+    pos_interpolation = "bilinear"
+
+    def __init__(
+        self,
+        *,
+        width: int = 1024,
+        layers: int = 24,
+        heads: int = 16,
+        mlp_ratio: float = 4.0,
+        patch_size: int = 16,
+        img_size: int = 512,
+        output_dim: int = 768,
+        patch_resample: str = "pi",
+        weights: str | None = None,
+    ):
+        super().__init__()
+        self.model = VisionTransformer(
+            image_size=img_size, patch_size=patch_size, width=width, layers=layers, heads=heads,
+            mlp_ratio=mlp_ratio, output_dim=output_dim, act_layer=QuickGELU,
+        )
+        self.embed_dim = width
+        self.num_blocks = layers
+        self.num_prefix_tokens = 1
+        self.patch_size = patch_size
+        self.out_dim = output_dim
+        self.built_grid = tuple(self.model.grid_size)
+        self.patch_resample = patch_resample
+        self.model_name = f"CLIP ViT image tower (width {width}, layers {layers})"
+        self._init_norm(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+        self.load_report = None
+        self._maybe_load(weights)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB 0..255 -> (B, 1 + h*w, C): conv1, class token, position embedding, ln_pre."""
+        m = self.model
+        x = m.conv1(self.normalize(images))  # (B, C, h, w)
+        B, C, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        x = torch.cat([m.class_embedding.view(1, 1, C).expand(B, -1, -1).to(x.dtype), x], dim=1)
+        x = x + self._pos_for_grid(m.positional_embedding.unsqueeze(0), (h, w)).to(x.dtype)
+        return m.ln_pre(x)
+
+    def block(self, i: int, tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """Run residual attention block ``i`` on (B, 1 + h*w, C) tokens."""
+        self._check_block(i)
+        self._check_tokens(tokens, grid)
+        return self.model.transformer.resblocks[i](tokens)
+
+    def finish(self, tokens: torch.Tensor, grid: Tuple[int, int], residual: torch.Tensor | None = None):
+        """(tokens [+ residual]) -> ln_post -> proj on every token.
+
+        Returns:
+            global_emb (B, 1, out_dim) from the class token, dense_emb (B, out_dim, h, w) from the patches.
+        """
+        self._check_tokens(tokens, grid)
+        res = self._align_residual(residual, tokens)
+        x = tokens if res is None else tokens + res
+        x = self.model.ln_post(x) @ self.model.proj
+        return x[:, :1], self._dense(x, 1, grid)
+
+    # --------------------------------------------------------------------------------------------- loading
+    def _layout(self):
+        return clip_layout(vision_layers=self.num_blocks, vision_width=self.embed_dim, embed_dim=self.out_dim)
+
+    def _official_keys(self):
+        used, other = split_keys(self._layout(), ("visual.",))
+        return used, other  # other: the text tower, logit_scale and the 3 archive extras
+
+    def _convert(self, sd: Dict[str, torch.Tensor]):
+        out, adapted = {}, []
+        for k, v in sd.items():
+            name = k[len("visual."):]
+            if name == "conv1.weight":
+                new = resize_kernel(v, (self.patch_size, self.patch_size), "bilinear", self.patch_resample)
+                if new.shape != v.shape:
+                    adapted.append(f"{k}: {tensor_shape_str(v)} -> {tensor_shape_str(new)} "
+                                   f"(kernel resize, {self.patch_resample}, bilinear)")
+                v = new
+            elif name == "positional_embedding":
+                n_old = v.shape[0] - 1
+                g_old = int(round(n_old ** 0.5))
+                if g_old * g_old != n_old:
+                    raise ValueError(f"{k}: {n_old} patch positions do not form a square grid")
+                new = v.unsqueeze(0)
+                if (g_old, g_old) != self.built_grid:
+                    new = resample_abs_pos_embed(new, new_size=list(self.built_grid), old_size=[g_old, g_old],
+                                                 num_prefix_tokens=1, interpolation="bilinear", antialias=False)
+                    adapted.append(f"{k}: {tensor_shape_str(v)} -> {tensor_shape_str(new[0])} (bilinear)")
+                v = new[0]
+            out[name] = v
+        return out, adapted
+

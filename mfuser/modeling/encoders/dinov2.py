@@ -1,0 +1,112 @@
+"""DINOv2 ViT-L/14 (the vision foundation model stream), on timm's ``VisionTransformer``."""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import checkpoint_filter_fn as timm_vit_filter
+
+from .base import IMAGENET_MEAN, IMAGENET_STD, FrozenImageEncoder, resize_kernel
+from .checkpoints import dinov2_layout, tensor_shape_str
+
+__all__ = ["DINOv2Encoder"]
+
+
+class DINOv2Encoder(FrozenImageEncoder):
+    """Frozen DINOv2 ViT (defaults: ViT-L, patch 16 on a 512 crop -> 32x32 grid, as MFuser's /16 variants).
+
+    Args:
+        embed_dim, depth, num_heads, mlp_ratio: ViT size (ViT-L: 1024, 24, 16, 4).
+        patch_size: 16 for the /16 VLMs (the official 14x14 kernel is resized at load), 14 for EVA02.
+        img_size: crop the position embedding is interpolated to at load (512 -> 32x32 or 36x36 grid); other input
+            sizes re-interpolate it at runtime.
+        init_values: LayerScale init (overwritten by the checkpoint).
+        drop_path_rate: stochastic depth; 0 keeps the frozen blocks deterministic.
+        pos_interpolation: "bicubic" as DINOv2 / MFuser (37x37 -> grid at load, and at runtime).
+        patch_resample: "pi" (timm's pseudo-inverse kernel resize with bicubic interpolation, default: it keeps a
+            patch's embedding unchanged when the patch is resized with it) or "interpolate" (plain bicubic
+            ``F.interpolate`` of the kernel, bit-for-bit what the published MFuser code does).
+        weights: path of ``dinov2_vitl14_pretrain.pth`` to load, or None.
+
+    Token layout: ``[CLS, patches...]`` (``num_prefix_tokens = 1``); input RGB 0..255, ImageNet-normalised inside.
+    """
+
+    model_name = "DINOv2 ViT"
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        patch_size: int = 16,
+        img_size: int = 512,
+        init_values: float = 1e-5,
+        drop_path_rate: float = 0.0,
+        pos_interpolation: str = "bicubic",
+        patch_resample: str = "pi",
+        weights: str | None = None,
+    ):
+        super().__init__()
+        self.model = VisionTransformer(
+            img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+            mlp_ratio=mlp_ratio, init_values=init_values, num_classes=0, global_pool="token", class_token=True,
+            dynamic_img_size=True, drop_path_rate=drop_path_rate, qkv_bias=True,
+        )
+        self.embed_dim = embed_dim
+        self.num_blocks = depth
+        self.num_prefix_tokens = 1
+        self.patch_size = patch_size
+        self.built_grid = tuple(self.model.patch_embed.grid_size)
+        self.pos_interpolation = pos_interpolation
+        self.patch_resample = patch_resample
+        self.mlp_ratio = mlp_ratio
+        self.model_name = f"DINOv2 ViT (dim {embed_dim}, depth {depth})"
+        self._init_norm(IMAGENET_MEAN, IMAGENET_STD)
+        self.load_report = None
+        self._maybe_load(weights)
+
+    # --------------------------------------------------------------------------------------------- interface
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB 0..255 -> (B, 1 + h*w, C): patch embedding, CLS, position embedding."""
+        x, (h, w) = self._timm_patchify(self.model.patch_embed, self.normalize(images))
+        B = x.shape[0]
+        x = torch.cat([self.model.cls_token.expand(B, -1, -1), x], dim=1)
+        return x + self._pos_for_grid(self.model.pos_embed, (h, w))
+
+    def block(self, i: int, tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """Run block ``i`` on (B, 1 + h*w, C) tokens."""
+        self._check_block(i)
+        self._check_tokens(tokens, grid)
+        return self.model.blocks[i](tokens)
+
+    def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
+        """DINOv2's final LayerNorm, (B, N, C) -> (B, N, C)."""
+        return self.model.norm(tokens)
+
+    # --------------------------------------------------------------------------------------------- loading
+    def _official_keys(self):
+        lay = dinov2_layout(embed_dim=self.embed_dim, depth=self.num_blocks, mlp_ratio=self.mlp_ratio)
+        used = [k for k in lay if k != "mask_token"]
+        return used, ["mask_token"]  # mask_token: iBOT pretraining only
+
+    def _convert(self, sd: Dict[str, torch.Tensor]):
+        sd = dict(sd)
+        adapted = []
+        k = "patch_embed.proj.weight"
+        if k in sd:
+            old = sd[k]
+            sd[k] = resize_kernel(old, (self.patch_size, self.patch_size), "bicubic", self.patch_resample)
+            if sd[k].shape != old.shape:
+                adapted.append(f"{k}: {tensor_shape_str(old)} -> {tensor_shape_str(sd[k])} "
+                               f"(kernel resize, {self.patch_resample}, bicubic)")
+        old_pos = sd.get("pos_embed")
+        sd["mask_token"] = torch.zeros(1, self.embed_dim)  # makes timm's filter take its DINOv2 branch; dropped there
+        # timm's own converter (DINOv2 naming -> timm) resamples pos_embed 37x37 -> built grid, bicubic, no antialias
+        out = timm_vit_filter(sd, self.model, interpolation=self.pos_interpolation, antialias=False)
+        if old_pos is not None and out["pos_embed"].shape != old_pos.shape:
+            adapted.append(f"pos_embed: {tensor_shape_str(old_pos)} -> {tensor_shape_str(out['pos_embed'])} "
+                           f"({self.pos_interpolation})")
+        return out, adapted

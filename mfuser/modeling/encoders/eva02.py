@@ -1,0 +1,129 @@
+"""EVA02-CLIP-L/14-336 image tower, on timm's ``Eva`` (SwiGLU, sub-LN, 2D RoPE)."""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+from timm.models.eva import Eva
+from timm.models.eva import checkpoint_filter_fn as timm_eva_filter
+
+from .base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenImageEncoder, resize_kernel
+from .checkpoints import eva02_layout, split_keys, tensor_shape_str
+
+__all__ = ["EVA02VisionEncoder"]
+
+
+class EVA02VisionEncoder(FrozenImageEncoder):
+    """Frozen EVA02-CLIP image tower (defaults: ViT-L/14 on a 512 crop -> 36x36 grid, head 1024 -> 768).
+
+    Args:
+        embed_dim, depth, num_heads, mlp_ratio: tower size (EVA02-L: 1024, 24, 16, 4 * 2 / 3 SwiGLU).
+        patch_size: 14 (native; the conv ignores the last 512 - 36 * 14 = 8 pixels as in the published code).
+        img_size: the official 24x24 position embedding is interpolated (bicubic) to img_size // patch at load.
+        output_dim: width of the head Linear (768).
+        rope_ref_grid: grid the RoPE frequencies are defined on (EVA-CLIP's pt_seq_len 16); RoPE is computed for
+            the actual token grid of every call, so any input size works (the published code asserts 512x512).
+        weights: path of ``EVA02_CLIP_L_336_psz14_s6B.pt`` to load, or None.
+
+    Tokens ``[CLS, patches...]``; input RGB 0..255, OpenAI-CLIP-normalised inside.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 4 * 2 / 3,
+        patch_size: int = 14,
+        img_size: int = 512,
+        output_dim: int = 768,
+        rope_ref_grid: int = 16,
+        drop_path_rate: float = 0.0,
+        patch_resample: str = "pi",
+        weights: str | None = None,
+    ):
+        super().__init__()
+        self.model = Eva(
+            img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+            mlp_ratio=mlp_ratio, qkv_fused=False, swiglu_mlp=True, scale_mlp=True, scale_attn_inner=True,
+            use_rot_pos_emb=True, ref_feat_shape=(rope_ref_grid, rope_ref_grid), num_classes=output_dim,
+            global_pool="token", dynamic_img_size=True, drop_path_rate=drop_path_rate,
+        )
+        self.embed_dim = embed_dim
+        self.num_blocks = depth
+        self.num_heads = num_heads
+        self.num_prefix_tokens = 1
+        self.patch_size = patch_size
+        self.out_dim = output_dim
+        self.mlp_hidden = int(embed_dim * mlp_ratio)
+        self.built_grid = tuple(self.model.patch_embed.grid_size)
+        self.pos_interpolation = "bicubic"
+        self.patch_resample = patch_resample
+        self.model_name = f"EVA02-CLIP image tower (dim {embed_dim}, depth {depth})"
+        self._rope_cache: Dict[Tuple, torch.Tensor] = {}
+        self._init_norm(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+        self.load_report = None
+        self._maybe_load(weights)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB 0..255 -> (B, 1 + h*w, C): patch embedding, CLS, position embedding."""
+        m = self.model
+        x, (h, w) = self._timm_patchify(m.patch_embed, self.normalize(images))
+        x = torch.cat([m.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = x + self._pos_for_grid(m.pos_embed, (h, w))
+        return m.norm_pre(m.pos_drop(x))
+
+    def rope(self, grid: Tuple[int, int], device=None, dtype=None) -> torch.Tensor:
+        """RoPE table for a token grid (cached per grid; frozen, not a parameter)."""
+        key = (tuple(grid), device, dtype)
+        if key not in self._rope_cache:
+            emb = self.model.rope.get_embed(shape=list(grid))
+            self._rope_cache[key] = emb.to(device=device, dtype=dtype) if device is not None else emb
+        return self._rope_cache[key]
+
+    def block(self, i: int, tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """Run EVA block ``i`` (RoPE for ``grid``) on (B, 1 + h*w, C) tokens."""
+        self._check_block(i)
+        self._check_tokens(tokens, grid)
+        return self.model.blocks[i](tokens, rope=self.rope(grid, tokens.device))
+
+    def finish(self, tokens: torch.Tensor, grid: Tuple[int, int], residual: torch.Tensor | None = None):
+        """final norm(tokens) [+ residual] -> head Linear on every token.
+
+        Returns:
+            global_emb (B, 1, out_dim) from the class token, dense_emb (B, out_dim, h, w) from the patches.
+        """
+        self._check_tokens(tokens, grid)
+        res = self._align_residual(residual, tokens)
+        x = self.model.norm(tokens)
+        if res is not None:
+            x = x + res
+        x = self.model.head(self.model.fc_norm(x))
+        return x[:, :1], self._dense(x, 1, grid)
+
+    # --------------------------------------------------------------------------------------------- loading
+    def _official_keys(self):
+        lay = eva02_layout(embed_dim=self.out_dim, vision_width=self.embed_dim, vision_layers=self.num_blocks,
+                           vision_heads=self.num_heads, vision_mlp_hidden=self.mlp_hidden)
+        vis, other = split_keys(lay, ("visual.",))
+        used = [k for k in vis if "rope.freqs_" not in k]
+        rope = [k for k in vis if "rope.freqs_" in k]  # recomputed for the actual grid
+        return used, rope + other
+
+    def _convert(self, sd: Dict[str, torch.Tensor]):
+        adapted = []
+        k = "visual.patch_embed.proj.weight"
+        sd = dict(sd)
+        if k in sd:
+            old = sd[k]
+            sd[k] = resize_kernel(old, (self.patch_size, self.patch_size), "bicubic", self.patch_resample)
+            if sd[k].shape != old.shape:
+                adapted.append(f"{k}: {tensor_shape_str(old)} -> {tensor_shape_str(sd[k])} (kernel resize)")
+        old_pos = sd.get("visual.pos_embed")
+        # timm's converter: strips 'visual.', renames EVA-CLIP -> timm, resamples pos_embed (bicubic)
+        out = timm_eva_filter(sd, self.model, interpolation="bicubic", antialias=False)
+        if old_pos is not None and out["pos_embed"].shape != old_pos.shape:
+            adapted.append(f"visual.pos_embed: {tensor_shape_str(old_pos)} -> {tensor_shape_str(out['pos_embed'])} "
+                           "(bicubic)")
+        return out, adapted

@@ -1,0 +1,259 @@
+"""The MFuser meta-architecture: fusion backbone + enhanced text queries + Mask2Former-style head.
+
+Reference: MFUSER_REFERENCE.md §1.1, §3, §4.4.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY
+from open_clip.constants import OPENAI_DATASET_MEAN
+
+from mfuser.modeling.heads import score_map_loss
+
+__all__ = ["MFuser", "semantic_inference"]
+
+# Padding colour for images: the OpenAI-CLIP mean, i.e. zero after the reference's data-pipeline
+# normalisation (which pads normalised images with 0).
+PAD_RGB = tuple(255.0 * m for m in OPENAI_DATASET_MEAN)
+
+
+def semantic_inference(pred_logits: torch.Tensor, pred_masks: torch.Tensor) -> torch.Tensor:
+    """Mask2Former semantic inference.
+
+    Args:
+        pred_logits: (N, Q, K+1) class logits (last = no-object).
+        pred_masks: (N, Q, h, w) mask logits.
+
+    Returns:
+        (N, K, h, w): sum over queries of P(class) x sigmoid(mask), no-object dropped.
+    """
+    probs = F.softmax(pred_logits, dim=-1)[..., :-1]
+    return torch.einsum("nqk,nqhw->nkhw", probs, pred_masks.sigmoid())
+
+
+def _pad_image(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pad (N, 3, H, W) at the bottom/right to (height, width) with :data:`PAD_RGB`."""
+    pad_h, pad_w = height - images.shape[-2], width - images.shape[-1]
+    if pad_h == 0 and pad_w == 0:
+        return images
+    out = images.new_empty(*images.shape[:-2], height, width)
+    out[:] = torch.tensor(PAD_RGB, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    out[..., : images.shape[-2], : images.shape[-1]] = images
+    return out
+
+
+def _window_starts(size: int, crop: int, stride: int) -> list[int]:
+    """mmseg-style window origins along one axis: every ``stride``, the last one flush with the end."""
+    num = max(math.ceil((size - crop) / stride), 0) + 1
+    return sorted({min(i * stride, size - crop) for i in range(num)})
+
+
+@META_ARCH_REGISTRY.register()
+class MFuser(nn.Module):
+    """MFuser for semantic segmentation in Detectron2's formats.
+
+    Inputs: ``list[dict]``, each with
+        * "image": uint8 (3, H, W) RGB tensor,
+        * "sem_seg" (training): long (H, W) trainIds with ``ignore_label``,
+        * "height", "width" (optional, inference): output size (the original image size),
+        * "file_name" (optional): named in error messages.
+
+    Outputs: in training a dict of scalar losses; in inference ``[{"sem_seg": (K, height, width)}]``
+    holding per-class scores (softmax over classes without no-object times the sigmoid masks,
+    averaged over overlapping windows).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        text_encoder: nn.Module,
+        text_enhancer: nn.Module,
+        head: nn.Module,
+        criterion: nn.Module,
+        class_names: Sequence[str],
+        score_map_weight: float = 1.0,
+        ignore_label: int = 255,
+        inference_mode: str = "slide",
+        crop_size: tuple[int, int] = (512, 512),
+        stride: tuple[int, int] = (341, 341),
+        window_batch_size: int = 6,
+    ):
+        """
+        Args:
+            backbone: :class:`MFuserBackbone`.
+            text_encoder: a text encoder, ``forward(class_names) -> (K, Dt)`` and
+                ``score_calibration() -> (scale, bias | None)``.
+            text_enhancer: :class:`MTEnhancer`, ``forward(text (K, Dt), visual (B, 1+hw, Dt)) -> (B, K, Dt)``.
+            head: :class:`MFuserHead`, ``forward(features, text) -> {"pred_logits", "pred_masks", "aux_outputs"}``.
+            criterion: :class:`MFuserCriterion`, ``forward(outputs, sem_seg) -> {loss_name: scalar}``.
+            class_names: the K class names of the vocabulary (from dataset metadata ``stuff_classes``).
+            score_map_weight: weight of the pixel-text score-map loss (reference: 1.0).
+            ignore_label: label value ignored by the losses.
+            inference_mode: "slide" (windows of ``crop_size`` every ``stride``, averaged) or "whole".
+            crop_size, stride: (height, width) of the sliding windows (reference: 512, 341).
+            window_batch_size: windows per forward pass in sliding-window inference.
+        """
+        super().__init__()
+        if inference_mode not in ("slide", "whole"):
+            raise ValueError(f"inference_mode must be 'slide' or 'whole'; got {inference_mode!r}")
+        self.class_names = [str(c) for c in class_names]
+        num_classes = getattr(criterion, "num_classes", len(self.class_names))
+        if len(self.class_names) != num_classes:
+            raise ValueError(
+                f"{len(self.class_names)} class names {self.class_names} but the criterion/head are built for "
+                f"{num_classes} classes; set num_classes to the vocabulary size in the config"
+            )
+        self.backbone = backbone
+        self.text_encoder = text_encoder
+        self.text_enhancer = text_enhancer
+        self.head = head
+        self.criterion = criterion
+        self.score_map_weight = score_map_weight
+        self.ignore_label = ignore_label
+        self.inference_mode = inference_mode
+        self.crop_size = tuple(crop_size)
+        self.stride = tuple(stride)
+        self.window_batch_size = int(window_batch_size)
+        self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        raise TypeError(
+            "MFuser is built from LazyConfig files (configs/mfuser/*.py, configs/common/models/*.py); "
+            "yacs CfgNode configs are not supported"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self._device_anchor.device
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # ---------------------------------------------------------------------------------------------
+    def _images(self, batched_inputs: list[dict]) -> list[torch.Tensor]:
+        images = []
+        for i, x in enumerate(batched_inputs):
+            img = x["image"]
+            if img.dim() != 3 or img.shape[0] != 3:
+                raise ValueError(
+                    f"input {i} ({x.get('file_name', 'no file_name')}): 'image' must be a (3, H, W) RGB tensor; "
+                    f"got shape {tuple(img.shape)}. Convert grayscale/RGBA images to RGB first "
+                    "(the dataset mappers and tools/demo.py read images as RGB)."
+                )
+            images.append(img.to(self.device, non_blocking=True).float())
+        return images
+
+    def _covered(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """Pixels covered by the token grid (a /14 grid leaves a few rows/columns out)."""
+        gh, gw = self.backbone.vfm.grid(hw)
+        p = self.backbone.vfm.patch_size
+        return gh * p, gw * p
+
+    def _text(self) -> torch.Tensor:
+        """(K, Dt) class embeddings; the text encoder caches them in eval mode."""
+        return self.text_encoder(self.class_names)
+
+    def _forward_features(self, images: torch.Tensor, text: torch.Tensor):
+        """images (N, 3, H, W) float -> (head outputs, dense embedding (N, Dt, h, w), enhanced text (N, K, Dt))."""
+        features = self.backbone(images)
+        global_emb, dense_emb = features.pop("embedding")
+        visual = torch.cat([global_emb, dense_emb.flatten(2).transpose(1, 2)], dim=1)
+        enhanced = self.text_enhancer(text, visual)
+        return self.head(features, enhanced), dense_emb, enhanced
+
+    def forward(self, batched_inputs: list[dict]):
+        if self.training:
+            return self.forward_train(batched_inputs)
+        return self.inference(batched_inputs)
+
+    def forward_train(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
+        images = self._images(batched_inputs)
+        targets = []
+        for i, (x, img) in enumerate(zip(batched_inputs, images)):
+            if "sem_seg" not in x:
+                raise ValueError(f"training input {i} ({x.get('file_name', 'no file_name')}) has no 'sem_seg'")
+            seg = x["sem_seg"]
+            if tuple(seg.shape) != tuple(img.shape[-2:]):
+                raise ValueError(
+                    f"training input {i} ({x.get('file_name', 'no file_name')}): sem_seg of size "
+                    f"{tuple(seg.shape)} does not match the image size {tuple(img.shape[-2:])}"
+                )
+            targets.append(seg.to(self.device))
+        div = self.backbone.size_divisibility
+        height = max(img.shape[-2] for img in images)
+        width = max(img.shape[-1] for img in images)
+        height, width = -(-height // div) * div, -(-width // div) * div
+        batch = torch.cat([_pad_image(img[None], height, width) for img in images])
+        sem_seg = torch.full((len(images), height, width), self.ignore_label, dtype=torch.long, device=self.device)
+        for i, seg in enumerate(targets):
+            sem_seg[i, : seg.shape[0], : seg.shape[1]] = seg
+        outputs, dense_emb, enhanced = self._forward_features(batch, self._text())
+        ch, cw = self._covered((height, width))
+        sem_seg = sem_seg[:, :ch, :cw]
+        losses = self.criterion(outputs, sem_seg)
+        if self.score_map_weight > 0:
+            scale, bias = self.text_encoder.score_calibration()
+            losses["loss_score_map"] = self.score_map_weight * score_map_loss(
+                dense_emb, enhanced, sem_seg, scale=scale, bias=bias, ignore_label=self.ignore_label
+            )
+        return losses
+
+    # ---------------------------------------------------------------------------------------------
+    def _predict(self, windows: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, K, H, W) class scores; the uncovered border replicates its neighbour."""
+        outputs, _, _ = self._forward_features(windows, text)
+        scores = semantic_inference(outputs["pred_logits"], outputs["pred_masks"])
+        hw = tuple(windows.shape[-2:])
+        ch, cw = self._covered(hw)
+        scores = F.interpolate(scores, size=(ch, cw), mode="bilinear", align_corners=False)
+        if (ch, cw) != hw:
+            scores = F.pad(scores, (0, hw[1] - cw, 0, hw[0] - ch), mode="replicate")
+        return scores
+
+    def _whole_inference(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        div = self.backbone.size_divisibility
+        ph, pw = max(h, self.crop_size[0]), max(w, self.crop_size[1])
+        ph, pw = -(-ph // div) * div, -(-pw // div) * div
+        return self._predict(_pad_image(image[None], ph, pw), text)[..., :h, :w]
+
+    def _slide_inference(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        (crop_h, crop_w), (stride_h, stride_w) = self.crop_size, self.stride
+        ph, pw = max(h, crop_h), max(w, crop_w)
+        padded = _pad_image(image[None], ph, pw)
+        origins = list(itertools.product(_window_starts(ph, crop_h, stride_h), _window_starts(pw, crop_w, stride_w)))
+        scores = padded.new_zeros(1, self.num_classes, ph, pw)
+        counts = padded.new_zeros(1, 1, ph, pw)
+        for start in range(0, len(origins), self.window_batch_size):
+            chunk = origins[start : start + self.window_batch_size]
+            windows = torch.cat([padded[..., y : y + crop_h, x : x + crop_w] for y, x in chunk])
+            window_scores = self._predict(windows, text)
+            for (y, x), s in zip(chunk, window_scores):
+                scores[0, :, y : y + crop_h, x : x + crop_w] += s
+                counts[..., y : y + crop_h, x : x + crop_w] += 1
+        return (scores / counts)[..., :h, :w]
+
+    @torch.no_grad()
+    def inference(self, batched_inputs: list[dict]) -> list[dict]:
+        text = self._text()
+        predict = self._slide_inference if self.inference_mode == "slide" else self._whole_inference
+        results = []
+        for x, image in zip(batched_inputs, self._images(batched_inputs)):
+            scores = predict(image, text)
+            out_hw = (int(x.get("height", image.shape[-2])), int(x.get("width", image.shape[-1])))
+            if out_hw != tuple(scores.shape[-2:]):
+                scores = F.interpolate(scores, size=out_hw, mode="bilinear", align_corners=False)
+            results.append({"sem_seg": scores[0]})
+        return results

@@ -1,0 +1,159 @@
+"""MFuserCriterion (fixed query<->class assignment, point-sampled mask losses) and score_map_loss."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mfuser.modeling.heads import MFuserCriterion, score_map_loss
+
+K = 4
+
+
+def _sem_seg():
+    """(2, 32, 48): image 0 has classes 0, 1, 2 and an ignore block; image 1 has classes 1, 3."""
+    sem = torch.zeros(2, 32, 48, dtype=torch.long)
+    sem[0, :, 16:32] = 1
+    sem[0, :, 32:] = 2
+    sem[0, 8:24, 8:24] = 255
+    sem[1] = 3
+    sem[1, 16:] = 1
+    return sem
+
+
+def _perfect_outputs(sem, n_aux=2, margin=12.0):
+    """Mask logits = +-margin from the GT masks at 1/4 resolution; confident class logits; ignore -> -margin."""
+    B = sem.shape[0]
+    onehot = torch.stack([(sem == k) for k in range(K)], 1).float()  # (B, K, H, W)
+    masks = F.avg_pool2d(onehot, 4) * 2 * margin - margin
+    logits = torch.full((B, K, K + 1), -margin)
+    for b in range(B):
+        for k in range(K):
+            logits[b, k, k if (sem[b] == k).any() else K] = margin
+    out = {"pred_logits": logits, "pred_masks": masks}
+    out["aux_outputs"] = [{"pred_logits": logits.clone(), "pred_masks": masks.clone()} for _ in range(n_aux)]
+    return out
+
+
+def _total(losses):
+    return sum(v.item() for v in losses.values())
+
+
+def test_targets_fixed_assignment_and_no_object():
+    crit = MFuserCriterion(num_classes=K)
+    target_classes, matched, valid = crit._targets(_sem_seg())
+    assert target_classes.tolist() == [[0, 1, 2, K], [K, 1, K, 3]]
+    assert matched.tolist() == [[True, True, True, False], [False, True, False, True]]
+    assert valid.shape == (2, 1, 32, 48) and valid[0, 0, 10, 10] == 0 and valid[1].all()
+
+
+def test_perfect_prediction_beats_permuted_one():
+    torch.manual_seed(0)
+    sem = _sem_seg()
+    crit = MFuserCriterion(num_classes=K, num_points=256)
+    good = _perfect_outputs(sem)
+    losses = crit(good, sem)
+    assert set(losses) == {f"{n}{s}" for n in ("loss_ce", "loss_mask", "loss_dice") for s in ("", "_0", "_1")}
+    # not ~0: importance sampling picks the boundary points, where the bilinearly upsampled logits are ~0
+    assert losses["loss_ce"] < 1e-3 and losses["loss_mask"] < 0.5 and losses["loss_dice"] < 0.5
+    # swap queries 1 and 2 (masks and class logits together): a Hungarian matcher would not mind, we must
+    perm = [0, 2, 1, 3]
+    bad = {"pred_logits": good["pred_logits"][:, perm], "pred_masks": good["pred_masks"][:, perm], "aux_outputs": []}
+    losses_bad = crit(bad, sem)
+    assert losses_bad["loss_ce"] > 5 and losses_bad["loss_mask"] > 5 and losses_bad["loss_dice"] > 1
+    top = ("loss_ce", "loss_mask", "loss_dice")
+    assert sum(losses[n] for n in top) < 0.03 * sum(losses_bad[n] for n in top)
+    # calling an absent class present (query 3 in image 0) costs CE
+    wrong = {k: v.clone() for k, v in good.items() if k != "aux_outputs"}
+    wrong["pred_logits"][0, 3] = wrong["pred_logits"][0, 3, [0, 1, 2, K, 3]]  # logit mass moves to class 3
+    # = 2 * 0.1 * 24 / (5 + 3 * 0.1): the no-object target weighs 0.1
+    assert crit(wrong, sem)["loss_ce"] > 0.8 > 100 * losses["loss_ce"]
+
+
+def test_class_loss_weights_and_normalisation():
+    crit = MFuserCriterion(num_classes=K, class_weight=2.0, no_object_weight=0.1, deep_supervision=False)
+    sem = _sem_seg()
+    logits = torch.randn(2, K, K + 1)
+    target = torch.tensor([[0, 1, 2, K], [K, 1, K, 3]])
+    w = torch.tensor([1.0] * K + [0.1])
+    ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
+    expected = 2.0 * (ce * w[target.flatten()]).sum() / w[target.flatten()].sum()
+    out = {"pred_logits": logits, "pred_masks": torch.zeros(2, K, 8, 12)}
+    torch.testing.assert_close(crit(out, sem)["loss_ce"], expected)
+
+
+@pytest.mark.parametrize("as_background", [False, True])
+def test_ignore_pixels_do_not_contribute(as_background):
+    sem = _sem_seg()  # ignore block rows/cols 8..23 of image 0 -> cells 2..5 at 1/4; interior cells 3..4
+    crit = MFuserCriterion(num_classes=K, num_points=300, mask_ignore_as_background=as_background)
+    out = _perfect_outputs(sem, n_aux=0)
+    torch.manual_seed(0)
+    base = crit(out, sem)
+    changed = {k: v.clone() for k, v in out.items() if k != "aux_outputs"}
+    changed["pred_masks"][0, :, 3:5, 3:5] = 30.0  # every query claims the interior of the ignore block
+    torch.manual_seed(0)
+    after = crit(changed, sem)
+    for name in ("loss_mask", "loss_dice"):
+        if as_background:  # the reference's behaviour: ignore pixels are negatives of every mask
+            assert after[name] > base[name] + 0.1
+        else:
+            torch.testing.assert_close(after[name], base[name])
+
+
+def test_mask_losses_match_dense_computation_when_sampling_everything():
+    """With many random points the sampled losses approach the dense per-pixel BCE / Dice over valid pixels."""
+    torch.manual_seed(0)
+    sem = _sem_seg()
+    crit = MFuserCriterion(num_classes=K, num_points=20000, importance_sample_ratio=0.0, deep_supervision=False)
+    masks = torch.randn(2, K, 8, 12)
+    out = {"pred_logits": torch.zeros(2, K, K + 1), "pred_masks": masks}
+    losses = crit(out, sem)
+    up = F.interpolate(masks, size=(32, 48), mode="bilinear", align_corners=False)
+    bce, dice = 0.0, 0.0
+    pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 3)]
+    for b, k in pairs:
+        v = sem[b] != 255
+        x, t = up[b, k][v], (sem[b][v] == k).float()
+        bce += F.binary_cross_entropy_with_logits(x, t)
+        p = x.sigmoid()
+        dice += 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
+    torch.testing.assert_close(losses["loss_mask"], 5.0 * bce / len(pairs), atol=0.03, rtol=0.03)
+    torch.testing.assert_close(losses["loss_dice"], 5.0 * dice / len(pairs), atol=0.03, rtol=0.03)
+
+
+def test_all_ignore_and_bad_labels():
+    crit = MFuserCriterion(num_classes=K, num_points=64)
+    masks = torch.randn(1, K, 8, 12, requires_grad=True)
+    logits = torch.randn(1, K, K + 1, requires_grad=True)
+    losses = crit({"pred_logits": logits, "pred_masks": masks}, torch.full((1, 32, 48), 255))
+    assert losses["loss_mask"] == 0 and losses["loss_dice"] == 0 and torch.isfinite(losses["loss_ce"])
+    sum(losses.values()).backward()
+    with pytest.raises(ValueError, match="outside"):
+        crit({"pred_logits": logits, "pred_masks": masks}, torch.full((1, 32, 48), K))
+    with pytest.raises(ValueError, match="pred_logits"):
+        crit({"pred_logits": logits[:, :, :-1], "pred_masks": masks}, torch.zeros(1, 32, 48, dtype=torch.long))
+
+
+def test_score_map_loss_equals_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    dense = torch.randn(2, 6, 5, 7, generator=g)
+    text = torch.randn(2, K, 6, generator=g)
+    sem = torch.randint(0, K, (2, 20, 28), generator=g)
+    sem[0, :5] = 255
+    # direct: loop over pixels for the cosine, then the usual upsampling and CE
+    score = torch.zeros(2, K, 5, 7)
+    for b in range(2):
+        for k in range(K):
+            for i in range(5):
+                for j in range(7):
+                    score[b, k, i, j] = F.cosine_similarity(dense[b, :, i, j], text[b, k], dim=0) / 0.07
+    score = F.interpolate(score + 0.5, size=(20, 28), mode="bilinear", align_corners=False)
+    valid = sem != 255
+    logp = score.log_softmax(1)
+    expected = -logp.gather(1, sem.clamp(max=K - 1)[:, None])[:, 0][valid].mean()
+    got = score_map_loss(dense, text, sem, scale=1 / 0.07, bias=0.5)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # a shared (K, Dt) text matrix broadcasts; every pixel ignored -> 0
+    torch.testing.assert_close(score_map_loss(dense[:1], text[0], sem[:1], scale=1 / 0.07, bias=0.5),
+                               score_map_loss(dense[:1], text[:1], sem[:1], scale=1 / 0.07, bias=0.5))
+    assert score_map_loss(dense, text, torch.full_like(sem, 255), scale=1.0) == 0
+    with pytest.raises(ValueError, match="text"):
+        score_map_loss(dense, text[..., :5], sem, scale=1.0)

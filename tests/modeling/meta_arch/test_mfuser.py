@@ -1,0 +1,149 @@
+"""The tiny MFuser (same code as the full-size one) in train and eval mode, on CPU."""
+import copy
+import os
+
+import pytest
+import torch
+from detectron2.config import LazyConfig, instantiate
+from detectron2.utils.events import EventStorage
+
+from tests.conftest import REPO_ROOT
+
+TINY = os.path.join(REPO_ROOT, "configs", "common", "models", "mfuser_tiny.py")
+NUM_CLASSES = 19
+
+
+def build_tiny(**overrides):
+    cfg = LazyConfig.load(TINY)
+    for key, value in overrides.items():
+        setattr(cfg.model, key, value)
+    torch.manual_seed(0)
+    return instantiate(cfg.model)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return build_tiny()
+
+
+def make_batch(num=2, size=(128, 128), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    batch = []
+    for _ in range(num):
+        image = torch.randint(0, 256, (3, *size), generator=g, dtype=torch.uint8)
+        sem_seg = torch.randint(0, 4, size, generator=g)
+        sem_seg[:8] = 255
+        batch.append({"image": image, "sem_seg": sem_seg, "file_name": "sample.png"})
+    return batch
+
+
+def test_train_forward_gradients_reach_exactly_the_trainable_parameters(tiny_model):
+    model = tiny_model
+    model.train()
+    with EventStorage():
+        losses = model(make_batch())
+    assert {"loss_ce", "loss_mask", "loss_dice", "loss_score_map"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.zero_grad(set_to_none=True)
+    sum(losses.values()).backward()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and trainable
+    assert all(n.startswith(("backbone.vfm.", "backbone.vlm.", "text_encoder.tower.")) for n in frozen)
+    assert not [n for n in trainable if n.startswith(("backbone.vfm.", "backbone.vlm.", "text_encoder.tower."))]
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert not no_grad, f"trainable parameters without gradient: {no_grad}"
+    assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
+
+
+def test_frozen_encoders_are_deterministic_in_training(tiny_model):
+    model = tiny_model
+    model.train()
+    assert not model.backbone.vfm.training and not model.backbone.vlm.training
+    images = torch.rand(1, 3, 128, 128) * 255
+    bb = model.backbone
+    grid = bb.vfm.grid((128, 128))
+    with torch.no_grad():
+        a = bb.vlm.block(0, bb.vlm.embed(images), grid)
+        b = bb.vlm.block(0, bb.vlm.embed(images), grid)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_eval_output_format_and_size(tiny_model):
+    model = tiny_model
+    model.eval()
+    image = torch.randint(0, 256, (3, 100, 150), dtype=torch.uint8)
+    (out,) = model([{"image": image, "height": 200, "width": 300}])
+    assert out["sem_seg"].shape == (NUM_CLASSES, 200, 300)
+    assert torch.isfinite(out["sem_seg"]).all() and (out["sem_seg"] >= 0).all()
+
+
+def test_slide_equals_whole_when_the_image_fits_one_window(tiny_model):
+    model = copy.deepcopy(tiny_model).eval()
+    image = torch.randint(0, 256, (3, 128, 128), dtype=torch.uint8)
+    model.inference_mode = "slide"
+    slide = model([{"image": image}])[0]["sem_seg"]
+    model.inference_mode = "whole"
+    whole = model([{"image": image}])[0]["sem_seg"]
+    torch.testing.assert_close(slide, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_batched_windows_equal_window_by_window_and_arbitrary_sizes_come_back_full(tiny_model):
+    model = copy.deepcopy(tiny_model).eval()
+    image = torch.randint(0, 256, (3, 300, 410), dtype=torch.uint8)
+    model.window_batch_size = 1
+    one = model([{"image": image}])[0]["sem_seg"]
+    model.window_batch_size = 7
+    many = model([{"image": image}])[0]["sem_seg"]
+    assert one.shape == (NUM_CLASSES, 300, 410)
+    torch.testing.assert_close(one, many, rtol=1e-4, atol=1e-5)
+
+
+def test_small_images_are_padded_not_crashed_on(tiny_model):
+    model = tiny_model.eval()
+    for mode in ("slide", "whole"):
+        model.inference_mode = mode
+        out = model([{"image": torch.randint(0, 256, (3, 37, 53), dtype=torch.uint8)}])[0]["sem_seg"]
+        assert out.shape == (NUM_CLASSES, 37, 53)
+    model.inference_mode = "slide"
+
+
+def test_bad_inputs_get_clear_errors(tiny_model):
+    model = tiny_model
+    model.eval()
+    with pytest.raises(ValueError, match=r"\(3, H, W\) RGB"):
+        model([{"image": torch.zeros(1, 64, 64, dtype=torch.uint8), "file_name": "gray.png"}])
+    with pytest.raises(ValueError, match="rgba.png"):
+        model([{"image": torch.zeros(4, 64, 64, dtype=torch.uint8), "file_name": "rgba.png"}])
+    model.train()
+    batch = make_batch(1)
+    batch[0]["sem_seg"] = batch[0]["sem_seg"][:100]
+    batch[0]["file_name"] = "city_0001.png"
+    with pytest.raises(ValueError, match=r"city_0001\.png.*does not match the image size"), EventStorage():
+        model(batch)
+
+
+def test_vocabulary_size_must_match_the_head():
+    with pytest.raises(ValueError, match="3 class names"):
+        build_tiny(class_names=["road", "car", "sky"])
+
+
+def test_overfits_one_small_batch():
+    model = build_tiny()
+    model.train()
+    batch = make_batch(2, seed=1)
+    # a simple layout the model can learn: left half class 0, right half class 1 (+ an ignored band)
+    for x in batch:
+        x["sem_seg"][:, :64] = 0
+        x["sem_seg"][:, 64:] = 1
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    history = []
+    with EventStorage():
+        for _ in range(30):
+            loss = sum(model(batch).values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            history.append(loss.item())
+    assert history[-1] < 0.5 * history[0], history

@@ -1,0 +1,190 @@
+"""End-to-end tests of tools/lazyconfig_train_net.py with the toy stand-in model (CPU, generated data)."""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO_ROOT
+from tests.tools.toy_model import generate_toy_data
+
+SCRIPT = os.path.join(REPO_ROOT, "tools", "lazyconfig_train_net.py")
+TOY_CONFIG = os.path.join(REPO_ROOT, "tests", "tools", "toy_config.py")
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    return generate_toy_data(str(tmp_path_factory.mktemp("toy_data")))
+
+
+def run_tool(toy_data, *args, check=True):
+    env = dict(os.environ, MFUSER_TOY_DATA=toy_data, OMP_NUM_THREADS="1", PYTHONPATH=REPO_ROOT)
+    proc = subprocess.run([sys.executable, SCRIPT, "--config-file", TOY_CONFIG, *args], capture_output=True,
+                          text=True, env=env, cwd=REPO_ROOT, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tool failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def read_metrics(out):
+    with open(os.path.join(out, "metrics.json")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def trained(toy_data, tmp_path_factory):
+    """6 iterations, checkpoints after iterations 3 and 6 (model_0000002, model_0000005, model_final)."""
+    out = str(tmp_path_factory.mktemp("train"))
+    run_tool(toy_data, f"train.output_dir={out}")
+    return out
+
+
+def test_train_writes_checkpoints_metrics_and_events(trained):
+    files = os.listdir(trained)
+    for name in ["model_0000002.pth", "model_final.pth", "last_checkpoint", "metrics.json", "config.yaml", "log.txt"]:
+        assert name in files, f"{name} missing from {files}"
+    assert any(f.startswith("events.out.tfevents") for f in files), files
+    assert not any(f.endswith(".tmp") for f in files), files
+    with open(os.path.join(trained, "last_checkpoint")) as f:
+        assert f.read().strip() == "model_final.pth"
+    metrics = read_metrics(trained)
+    iters = [m["iteration"] for m in metrics if "lr" in m]
+    assert iters == list(range(6))
+    lrs = [m["lr"] for m in metrics if "lr" in m]
+    assert lrs[0] == pytest.approx(1e-2 * 1e-6) and max(lrs) > 1e-3  # warm-up from 1e-6 x lr
+    assert "toy_target_a/mIoU" in metrics[-1] and "average/mIoU" in metrics[-1]
+    with open(os.path.join(trained, "log.txt")) as f:
+        assert "eta:" in f.read()
+
+
+def test_eval_only_on_two_domains(toy_data, trained, tmp_path):
+    out = str(tmp_path / "eval")
+    proc = run_tool(toy_data, "--eval-only", f"train.init_checkpoint={trained}/model_final.pth",
+                    f"train.output_dir={out}", "train.per_class_table=True")
+    for token in ["toy_target_a", "toy_target_b", "average", "mIoU", "mAcc", "per-class IoU"]:
+        assert token in proc.stdout, proc.stdout
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    assert list(results) == ["toy_target_a", "toy_target_b", "average"]
+    for name in ["toy_target_a", "toy_target_b"]:
+        assert 0.0 <= results[name]["mIoU"] <= 100.0
+        assert set(results[name]["IoU"]) == {"road", "car", "sky"}
+    avg = (results["toy_target_a"]["mIoU"] + results["toy_target_b"]["mIoU"]) / 2
+    assert results["average"]["mIoU"] == pytest.approx(avg)
+
+    # any registered domain by override
+    out2 = str(tmp_path / "eval2")
+    run_tool(toy_data, "--eval-only", f"train.init_checkpoint={trained}/model_final.pth",
+             f"train.output_dir={out2}", "dataloader.targets=[toy_source_train]")
+    with open(os.path.join(out2, "results.json")) as f:
+        assert list(json.load(f)) == ["toy_source_train", "average"]
+
+
+def test_resume_continues_at_same_iteration_lr_and_samples(toy_data, trained, tmp_path):
+    """A run 'killed' after saving model_0000002 resumes at iteration 3 and ends bit-identical."""
+    out = str(tmp_path / "resume")
+    os.makedirs(out)
+    shutil.copy(os.path.join(trained, "model_0000002.pth"), out)
+    with open(os.path.join(out, "last_checkpoint"), "w") as f:
+        f.write("model_0000002.pth")
+    run_tool(toy_data, "--resume", f"train.output_dir={out}")
+    with open(os.path.join(out, "log.txt")) as f:
+        assert "Starting training from iteration 3" in f.read()
+    ref = {m["iteration"]: m["lr"] for m in read_metrics(trained) if "lr" in m}
+    got = {m["iteration"]: m["lr"] for m in read_metrics(out) if "lr" in m}
+    assert sorted(got) == [3, 4, 5]
+    for it, lr in got.items():
+        assert lr == pytest.approx(ref[it], rel=1e-9), (it, lr, ref[it])
+    a = torch.load(os.path.join(trained, "model_final.pth"), map_location="cpu")["model"]
+    b = torch.load(os.path.join(out, "model_final.pth"), map_location="cpu")["model"]
+    for k in a:  # same batches in the same order (sampler position) and same optimizer state
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-7, msg=k)
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("lazyconfig_train_net_inproc", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_in_process(tool, toy_data, monkeypatch, capsys, *args):
+    """Run the tool's CLI entry in this process (saves interpreter start-up); returns (exit code, stderr)."""
+    monkeypatch.setenv("MFUSER_TOY_DATA", toy_data)
+    monkeypatch.setattr(sys, "argv", [SCRIPT, "--config-file", TOY_CONFIG, *args])
+    code = 0
+    try:
+        tool.invoke_main()
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_unregistered_dataset_is_named_with_the_registered_ones(tool, toy_data, tmp_path, monkeypatch, capsys):
+    code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "--eval-only", "train.init_checkpoint=x.pth",
+                               "dataloader.targets=[no_such_domain]", f"train.output_dir={tmp_path}")
+    assert code == 1
+    err = err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "no_such_domain" in err and "toy_target_a" in err and "gta5_train" in err
+
+
+def test_missing_and_mismatched_checkpoints(tool, toy_data, trained, tmp_path, monkeypatch, capsys):
+    code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "--eval-only",
+                               f"train.init_checkpoint={tmp_path}/nope.pth", f"train.output_dir={tmp_path}")
+    assert code == 1 and "nope.pth" in err and "not found" in err
+    code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "--eval-only", "model.hidden=4",
+                               f"train.init_checkpoint={trained}/model_final.pth", f"train.output_dir={tmp_path}")
+    assert code == 1
+    assert "does not match the model" in err and "body.weight" in err and "(8, 8, 3, 3)" in err
+
+
+def test_nan_loss_stops_training_naming_iteration_and_terms(tool, toy_data, tmp_path, monkeypatch, capsys):
+    code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "model.nan_at_iter=2",
+                               f"train.output_dir={tmp_path}")
+    assert code == 1
+    assert "iteration 2" in err and "loss_ce=nan" in err, err[-2000:]
+    assert not os.path.exists(os.path.join(tmp_path, "model_final.pth"))
+
+
+def test_help():
+    proc = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert proc.returncode == 0 and "--eval-only" in proc.stdout and "--resume" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------ DDP
+def _ddp_worker(toy_data, out):
+    os.environ["MFUSER_TOY_DATA"] = toy_data
+    torch.set_num_threads(1)
+    spec = importlib.util.spec_from_file_location("lazyconfig_train_net", SCRIPT)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    from detectron2.config import LazyConfig
+    from detectron2.utils import comm
+
+    args = tool.default_argument_parser().parse_args(
+        ["--config-file", TOY_CONFIG, f"train.output_dir={out}", "train.max_iter=3", "train.eval_period=0",
+         "dataloader.targets=[]", "dataloader.train.total_batch_size=4"]
+    )
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    trainer = tool.do_train(args, cfg)
+    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+               os.path.join(out, f"rank{comm.get_rank()}.pt"))
+
+
+def test_two_process_cpu_ddp_keeps_ranks_identical(toy_data, tmp_path):
+    from detectron2.engine import launch
+
+    out = str(tmp_path)
+    launch(_ddp_worker, 2, dist_url="auto", args=(toy_data, out))
+    r0 = torch.load(os.path.join(out, "rank0.pt"))
+    r1 = torch.load(os.path.join(out, "rank1.pt"))
+    init = torch.load(os.path.join(out, "model_final.pth"), map_location="cpu")["model"]
+    for k in r0:
+        torch.testing.assert_close(r0[k], r1[k], rtol=0, atol=0, msg=k)
+        torch.testing.assert_close(r0[k], init[k], rtol=0, atol=0, msg=k)

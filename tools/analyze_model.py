@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Parameter counts (total / trainable per module) and FLOPs of an MFuser LazyConfig model.
+
+Usage:
+    python tools/analyze_model.py --config-file configs/common/models/mfuser_eva02.py [--json]
+        [--size 512] [--no-flops] [KEY=VALUE ...]
+
+The config may be a model config (top-level ``model``) or a full training config. FLOPs are counted
+by fvcore at SIZE x SIZE for one image in whole-image mode; fvcore does not count the selective scan
+(a custom op), which is small next to the linear layers around it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import torch
+from detectron2.config import LazyConfig, instantiate
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--config-file", required=True, help="LazyConfig file defining `model`")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--size", type=int, default=512, help="square input size for the FLOP count")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (parameters only)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides")
+    return parser.parse_args(argv)
+
+
+def module_rows(model: torch.nn.Module, depth: int = 2) -> list[dict]:
+    """Parameters per module down to ``depth`` levels (only modules that own parameters)."""
+    rows = []
+
+    def visit(module, prefix, level):
+        total = sum(p.numel() for p in module.parameters())
+        trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        if total:
+            rows.append({"module": prefix or "(model)", "params": total, "trainable": trainable})
+        if level < depth:
+            for name, child in module.named_children():
+                visit(child, f"{prefix}.{name}" if prefix else name, level + 1)
+
+    visit(model, "", 0)
+    return rows
+
+
+def count_flops(model: torch.nn.Module, size: int) -> float:
+    """Total FLOPs (fvcore counts one fused multiply-add as one flop) for one size x size image."""
+    from detectron2.utils.analysis import FlopCountAnalysis
+
+    model.eval()
+    if hasattr(model, "inference_mode"):
+        model.inference_mode = "whole"
+        model.crop_size = (size, size)
+    inputs = [{"image": torch.randint(0, 256, (3, size, size), dtype=torch.uint8), "height": size, "width": size}]
+    analysis = FlopCountAnalysis(model, inputs)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    return float(analysis.total())
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = LazyConfig.load(args.config_file)
+    except FileNotFoundError:
+        print(f"analyze_model: config file not found: {args.config_file}", file=sys.stderr)
+        return 2
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    if "model" not in cfg:
+        print(f"analyze_model: {args.config_file} defines no `model`", file=sys.stderr)
+        return 2
+    model = instantiate(cfg.model)
+    rows = module_rows(model)
+    result = {
+        "config": args.config_file,
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "modules": rows,
+    }
+    if not args.no_flops:
+        with torch.no_grad():
+            result["flops"] = count_flops(model, args.size)
+        result["flops_input_size"] = args.size
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{'module':<40} {'params':>14} {'trainable':>14}")
+    for row in rows:
+        print(f"{row['module']:<40} {row['params']:>14,} {row['trainable']:>14,}")
+    print(f"{'total':<40} {result['total_params']:>14,} {result['trainable_params']:>14,}")
+    if "flops" in result:
+        print(f"FLOPs at {args.size}x{args.size} (fvcore, 1 image, whole mode): {result['flops'] / 1e9:.1f} G")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
