@@ -34,7 +34,9 @@ transformer while ``MFuser`` (eval mode, fresh cache) segments three small image
 
 ``slide``: ``MFuser`` sliding-window inference on one SIZE image with ``window_batch_size=1`` (window by
 window) and with ``--window-batch`` windows per forward; times, speed-up and peak memory of each, and the
-largest difference between the two outputs (they must agree).
+largest difference between the two outputs (they must agree). Each warm-up run segments, in each mode, the
+smallest image that fills one batch of windows (crop height x (crop width + (batch - 1) x stride width)), so
+that warming up costs 1 + WINDOW_BATCH windows instead of two full images.
 
 ``train-step``: one optimizer step (forward with losses, backward, AdamW over the trainable parameters)
 on BATCH random CROP x CROP images with random labels, with ``model.backbone.activation_checkpointing``
@@ -561,10 +563,17 @@ def run_slide(args, cfg, model, device, dtype) -> dict:
         model.window_batch_size = batch_size
         return model(inputs)[0]["sem_seg"]
 
+    def warm(batch_size):
+        # Warm-up on the smallest image that makes one full batch of windows (a row of ``batch_size`` windows),
+        # not on the full image: a full-size model needs tens of seconds per window on a CPU.
+        model.window_batch_size = batch_size
+        wh = (ch, cw + (batch_size - 1) * sw)
+        model([{"image": random_image(wh, gen), "height": wh[0], "width": wh[1]}])
+
     with torch.no_grad(), _autocast(device, dtype):
         for _ in range(args.warmup):
             for size in modes.values():
-                infer(size)
+                warm(size)
         times = {m: [] for m in modes}
         peaks = {m: [] for m in modes}
         outputs = {}

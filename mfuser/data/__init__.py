@@ -16,6 +16,7 @@ from .datasets import (
     load_synthia,
     load_target_domain,
     register_all,
+    register_synthetic,
     register_target_domain,
 )
 from .labels import make_sem_seg_loading_fn, read_label, write_label
@@ -47,6 +48,7 @@ __all__ = [
     "load_synthia",
     "load_target_domain",
     "register_all",
+    "register_synthetic",
     "register_target_domain",
     "make_sem_seg_loading_fn",
     "read_label",

@@ -6,6 +6,7 @@ from .common import DatasetNotFoundError, pair_files
 from .gta5 import load_gta5
 from .mapillary import load_mapillary
 from .register import BUILTIN_DATASETS, RCS_STATS_FILENAME, default_root, register_all
+from .synthetic import SYNTHETIC_DATASETS, register_synthetic
 from .synthia import load_synthia
 from .target_domain import load_target_domain, register_target_domain
 
@@ -20,6 +21,8 @@ __all__ = [
     "RCS_STATS_FILENAME",
     "default_root",
     "register_all",
+    "SYNTHETIC_DATASETS",
+    "register_synthetic",
     "load_synthia",
     "load_target_domain",
     "register_target_domain",

@@ -1,0 +1,42 @@
+"""Full-size model configs: trainable parameters match the published model (reference §7.5)."""
+import os
+
+import pytest
+import torch
+from detectron2.config import LazyConfig, instantiate
+
+from tests.conftest import REPO_ROOT
+
+MODELS = os.path.join(REPO_ROOT, "configs", "common", "models")
+
+# name -> (reference trainable parameters, MVFusers + pyramid + head + enhancer as built here)
+REFERENCE_TRAINABLE = {"clip": 166.9e6, "eva02": 115.5e6, "siglip": 115.8e6}
+
+
+def build_on_meta(variant):
+    cfg = LazyConfig.load(os.path.join(MODELS, f"mfuser_{variant}.py"))
+    if variant == "siglip":
+        cfg.model.text_encoder.tokenizer_path = None  # weights-only text tower: no tokenizer file needed
+    with torch.device("meta"):  # shapes only: counts parameters of the full-size model without 3 GB of RAM
+        return instantiate(cfg.model)
+
+
+@pytest.mark.parametrize("variant", sorted(REFERENCE_TRAINABLE))
+def test_full_size_trainable_parameters_within_one_percent(variant):
+    model = build_on_meta(variant)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert abs(trainable - REFERENCE_TRAINABLE[variant]) / REFERENCE_TRAINABLE[variant] < 0.01, trainable
+    fusers = model.backbone.fusers
+    assert len(fusers) == 24
+    assert all(sum(p.numel() for p in f.parameters()) == 1_667_585 for f in fusers)
+    # the frozen encoders really are frozen, and only they and the text tower are
+    frozen = {n.split(".")[0] + "." + n.split(".")[1] for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"backbone.vfm", "backbone.vlm", "text_encoder.tower"}
+
+
+def test_clip_variant_has_the_per_block_projections_and_eva02_not():
+    clip, eva = build_on_meta("clip"), build_on_meta("eva02")
+    assert len(clip.backbone.proj_in) == len(clip.backbone.proj_out) == 24
+    assert not hasattr(eva.backbone, "proj_in")
+    assert clip.backbone.vfm.patch_size == clip.backbone.vlm.patch_size == 16
+    assert eva.backbone.vfm.patch_size == eva.backbone.vlm.patch_size == 14
