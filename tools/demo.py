@@ -54,9 +54,10 @@ def expand_inputs(items):
 
 
 def read_rgb(path):
-    with Image.open(path) as img:
-        img.load()
-        return np.asarray(img.convert("RGB"))
+    """The image as the evaluation loader reads it (detectron2's read_image: EXIF rotation applied)."""
+    from mfuser.data.mappers import read_image_checked
+
+    return read_image_checked(path, "RGB")
 
 
 def draw_overlay(image, labels, metadata, alpha):

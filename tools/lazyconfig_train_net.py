@@ -42,7 +42,6 @@ from omegaconf import OmegaConf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from mfuser.engine import (  # noqa: E402
-    CheckpointMismatchError,
     MFuserAMPTrainer,
     MFuserCheckpointer,
     MFuserTrainer,
@@ -50,6 +49,7 @@ from mfuser.engine import (  # noqa: E402
     count_trainable,
     find_resumable_sampler,
 )
+from mfuser.engine.checkpoint import CheckpointError  # noqa: E402
 from mfuser.evaluation import (  # noqa: E402
     check_registered,
     evaluate_domains,
@@ -74,10 +74,34 @@ def _as_list(names):
 
 
 def train_dataset_names(cfg):
-    dataset = OmegaConf.select(cfg, "dataloader.train.dataset", default=None)
-    if dataset is None:
-        return []
-    return _as_list(OmegaConf.select(dataset, "names", default=None))
+    """Source dataset names: ``dataloader.train.names`` (mfuser loaders) or ``.dataset.names`` (detectron2's)."""
+    names = OmegaConf.select(cfg, "dataloader.train.names", default=None)
+    if names is None:
+        names = OmegaConf.select(cfg, "dataloader.train.dataset.names", default=None)
+    return _as_list(names)
+
+
+# (config key, what the file is) of every file the model reads when it is built
+MODEL_FILES = (
+    ("model.backbone.vfm.weights", "pretrained VFM weights"),
+    ("model.backbone.vlm.weights", "pretrained VLM weights"),
+    ("model.text_encoder.weights", "pretrained text-tower weights"),
+    ("model.text_encoder.tokenizer_path", "SigLIP SentencePiece tokenizer"),
+)
+
+
+def check_model_files(cfg) -> None:
+    """Raise FileNotFoundError naming the config key of every file the model needs but cannot find."""
+    missing = []
+    for key, what in MODEL_FILES:
+        path = OmegaConf.select(cfg, key, default=None)
+        if path and not os.path.isfile(path):
+            missing.append(f"{key}={path!r} ({what})")
+    if missing:
+        raise FileNotFoundError(
+            "model files not found: " + "; ".join(missing) + ". Put them there (see README 'Pretrained encoders') "
+            "or override the paths, e.g. model.backbone.vfm.weights=/abs/path.pth"
+        )
 
 
 def target_names(cfg):
@@ -90,6 +114,7 @@ def check_config(cfg, args) -> None:
 
     names = target_names(cfg) + ([] if args.eval_only else train_dataset_names(cfg))
     check_registered(names)
+    check_model_files(cfg)
     device = str(cfg.train.get("device", "cuda"))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={device} but CUDA is not available; pass train.device=cpu")
@@ -222,7 +247,7 @@ def main(args):
     do_train(args, cfg)
 
 
-CLEAR_ERRORS = (KeyError, FileNotFoundError, ConfigError, CheckpointMismatchError, NonFiniteLossError)
+CLEAR_ERRORS = (KeyError, FileNotFoundError, ConfigError, CheckpointError, NonFiniteLossError)
 
 
 def _error(e: BaseException) -> str:
@@ -231,7 +256,7 @@ def _error(e: BaseException) -> str:
 
 
 def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
+    args = default_argument_parser(epilog=__doc__).parse_args()
     try:
         if not args.config_file:
             raise ConfigError("--config-file is required")

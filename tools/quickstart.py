@@ -36,7 +36,9 @@ def parse_args(argv=None):
     p.add_argument("--num-source", type=int, default=400, help="generated source images")
     p.add_argument("--num-target", type=int, default=100, help="generated images per target domain")
     p.add_argument("--overwrite", action="store_true", help="replace an output directory that is not a quickstart run")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the tiny model's ops are too small to gain from more, and\n"
+                        "OpenMP threads competing with other processes slow training down many times)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE overrides of the quickstart config")
     return p.parse_args(argv)
 
@@ -91,8 +93,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, TOOLS)
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(1, args.threads))
     from mfuser.data.synthetic import generate_all
 
     # 1. data

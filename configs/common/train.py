@@ -7,8 +7,9 @@ train = dict(
     max_iter=20000,
     # mixed precision: precision "bf16" (CPU or CUDA) or "fp16" (CUDA, with a gradient scaler)
     amp=dict(enabled=False, precision="bf16"),
-    # find_unused_parameters: MFuser's SigLIP variant builds projections it never uses (published: True)
-    ddp=dict(broadcast_buffers=False, find_unused_parameters=True, fp16_compression=False),
+    # Every trainable MFuser parameter gets a gradient in every step (tested), so DDP needs no search for
+    # unused ones (the published code sets it because its SigLIP variant builds projections it never uses).
+    ddp=dict(broadcast_buffers=False, find_unused_parameters=False, fp16_compression=False),
     # periodic checkpoints (written atomically; model_final.pth at the end)
     checkpointer=dict(period=2000, max_to_keep=1),
     eval_period=20000,  # evaluate on every target of dataloader.targets; <=0 or > max_iter: only at the end

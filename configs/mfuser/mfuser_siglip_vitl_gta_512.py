@@ -24,6 +24,9 @@ model.backbone.vfm.weights = PRETRAINED_VFM
 model.backbone.vlm.weights = PRETRAINED_VLM
 model.text_encoder.weights = PRETRAINED_VLM
 
+# The vocabulary is the training dataset's (its metadata's stuff_classes), following overrides of the source.
+model.class_names.dataset_name = "${dataloader.train.names}"
+
 optimizer.weight_decay = 1e-05  # published: 1e-4 for CLIP, 1e-5 for EVA02 / SigLIP
 
 train.output_dir = "./output/mfuser_siglip_vitl_gta_512"

@@ -24,11 +24,10 @@ from .mappers import MFuserSemanticDatasetMapper, MFuserTestDatasetMapper, build
 from .samplers import (
     RareClassDataset,
     RareClassSampler,
-    build_rcs_train_loader,
     compute_class_stats,
     load_or_compute_class_stats,
 )
-from .transforms import PadToSize, PhotoMetricDistortion, ResizeByRatio
+from .transforms import IMAGE_PAD_RGB, PadToSize, PhotoMetricDistortion, ResizeByRatio, ResizeKeepRatio, keep_ratio_fit
 
 register_all()
 
@@ -58,10 +57,12 @@ __all__ = [
     "build_train_augmentations",
     "RareClassDataset",
     "RareClassSampler",
-    "build_rcs_train_loader",
     "compute_class_stats",
     "load_or_compute_class_stats",
+    "IMAGE_PAD_RGB",
     "PadToSize",
     "PhotoMetricDistortion",
     "ResizeByRatio",
+    "ResizeKeepRatio",
+    "keep_ratio_fit",
 ]

@@ -77,8 +77,8 @@ NUM_CLASSES: int = len(CITYSCAPES_CLASSES)
 #: Label value of pixels that are ignored in training and evaluation.
 IGNORE_LABEL: int = 255
 
-#: The 8 "thing" classes of the published config (the other 11 are "stuff").
-THING_CLASSES: List[str] = ["traffic light", "traffic sign", "person", "rider", "car", "truck", "bus", "train"]
+#: The 8 Cityscapes "thing" classes (countable objects; the other 11 are "stuff").
+THING_CLASSES: List[str] = ["person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"]
 
 #: Official Cityscapes label id -> trainId table (cityscapesScripts ``labels.py``). GTA5 labels use the
 #: same ids. Every id not listed maps to :data:`IGNORE_LABEL`.

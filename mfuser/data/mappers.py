@@ -2,8 +2,9 @@
 
 Training (:class:`MFuserSemanticDatasetMapper` with :func:`build_train_augmentations`) follows the reference
 recipe (§5): resize by a random ratio 0.5-2.0 of the native size, 512x512 crop with category-max-ratio 0.75,
-horizontal flip (p=0.5), photometric distortion, pad to the crop size with label 255. Normalisation is left to
-the model (each encoder normalises its own stream).
+horizontal flip (p=0.5), photometric distortion, pad to the crop size with label 255 and the image colour
+:data:`~mfuser.data.transforms.IMAGE_PAD_RGB` (the CLIP mean). Normalisation is left to the model (each encoder
+normalises its own stream).
 
 Rare-class sampling: when a dataset dict carries ``"rcs_class": c`` (set by
 :class:`mfuser.data.samplers.RareClassDataset` for indices drawn by :class:`~mfuser.data.samplers.RareClassSampler`),
@@ -22,11 +23,10 @@ from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
-from PIL import Image
 
 from .classes import IGNORE_LABEL, NUM_CLASSES
 from .labels import check_label_format, read_label
-from .transforms import PadToSize, PhotoMetricDistortion, ResizeByRatio
+from .transforms import IMAGE_PAD_RGB, PadToSize, PhotoMetricDistortion, ResizeByRatio, ResizeKeepRatio
 
 __all__ = ["build_train_augmentations", "MFuserSemanticDatasetMapper", "MFuserTestDatasetMapper", "read_image_checked"]
 
@@ -47,7 +47,8 @@ def build_train_augmentations(
 
     Order (as in the published mmseg pipeline): ResizeByRatio -> RandomCrop_CategoryAreaConstraint
     (absolute ``crop_size``, no class above ``cat_max_ratio`` of the non-ignored crop pixels, up to 10 tries)
-    -> RandomFlip -> PhotoMetricDistortion -> PadToSize(crop_size, label 255).
+    -> RandomFlip -> PhotoMetricDistortion -> PadToSize(crop_size, image :data:`IMAGE_PAD_RGB` rounded, in
+    ``image_format`` channel order; label ``ignore_label``).
 
     Args:
         crop_size: (height, width) of the crop.
@@ -57,6 +58,8 @@ def build_train_augmentations(
     crop_size = (int(crop_size[0]), int(crop_size[1]))
     if min(crop_size) <= 0:
         raise ValueError(f"crop_size: expected positive (height, width), got {crop_size}")
+    if image_format not in ("RGB", "BGR"):
+        raise ValueError(f"image_format: the training augmentations support 'RGB' or 'BGR', got {image_format!r}")
     augs: List[T.Augmentation] = []
     if ratio_range is not None:
         augs.append(ResizeByRatio(tuple(ratio_range)))
@@ -69,7 +72,8 @@ def build_train_augmentations(
         augs.append(T.RandomFlip(prob=0.5, horizontal=True, vertical=False))
     if photometric:
         augs.append(PhotoMetricDistortion(image_format=image_format))
-    augs.append(PadToSize(crop_size, pad_value=0, seg_pad_value=ignore_label))
+    pad_rgb = IMAGE_PAD_RGB if image_format == "RGB" else IMAGE_PAD_RGB[::-1]
+    augs.append(PadToSize(crop_size, pad_value=pad_rgb, seg_pad_value=ignore_label))
     return augs
 
 
@@ -180,7 +184,7 @@ class MFuserTestDatasetMapper:
 
     Reads the image and, if ``resize_to=(long, short)`` is given, resizes it keeping the aspect ratio so that
     the long side fits ``long`` and the short side fits ``short`` (mmseg ``Resize(img_scale, keep_ratio=True)``,
-    e.g. ``(2048, 1024)``). Output::
+    e.g. ``(2048, 1024)``; :class:`~mfuser.data.transforms.ResizeKeepRatio`, also used by the demo). Output::
 
         {"image": uint8 tensor (3, h, w) (resized), "height": H, "width": W (ORIGINAL size),
          "file_name": str, ...other keys of the input dict}
@@ -190,11 +194,8 @@ class MFuserTestDatasetMapper:
 
     @configurable
     def __init__(self, *, resize_to: Tuple[int, int] | None = None, image_format: str = "RGB"):
-        if resize_to is not None:
-            if len(resize_to) != 2 or min(resize_to) <= 0:
-                raise ValueError(f"resize_to: expected (long, short) positive sizes or None, got {resize_to}")
-            resize_to = (max(resize_to), min(resize_to))
-        self.resize_to = resize_to
+        self.resize = ResizeKeepRatio(resize_to)
+        self.resize_to = self.resize.scale
         self.image_format = image_format
 
     @classmethod
@@ -206,11 +207,7 @@ class MFuserTestDatasetMapper:
         image = read_image_checked(dataset_dict["file_name"], self.image_format)
         utils.check_image_size(dataset_dict, image)
         h, w = image.shape[:2]
-        if self.resize_to is not None:
-            scale = min(self.resize_to[0] / max(h, w), self.resize_to[1] / min(h, w))
-            new_h, new_w = int(h * scale + 0.5), int(w * scale + 0.5)
-            if (new_h, new_w) != (h, w):
-                image = T.ResizeTransform(h, w, new_h, new_w, Image.BILINEAR).apply_image(image)
+        image = self.resize.get_transform(image).apply_image(image)
         dataset_dict["image"] = _to_chw_uint8(image)
         dataset_dict["height"], dataset_dict["width"] = h, w
         return dataset_dict

@@ -12,7 +12,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence
 
 import cv2
 import numpy as np
@@ -20,8 +20,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from .classes import NUM_CLASSES, SYNTHIA_ID_TO_TRAINID, apply_mapping
+from .datasets.common import image_size
 from .labels import atomic_save, read_label, write_label
-from .samplers import save_class_stats
+from .samplers import class_pixel_counts, save_class_stats
 
 __all__ = [
     "Job",
@@ -102,28 +103,16 @@ CONVERTERS: Dict[str, Callable] = {
 }
 
 
-def _header_size(path: str) -> Tuple[int, int]:
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except Exception as e:
-        raise ValueError(f"Cannot read {path}: {type(e).__name__}: {e}") from e
-    return h, w
-
-
-def _counts(label: np.ndarray, num_classes: int) -> List[int]:
-    return np.bincount(label.ravel(), minlength=256)[:num_classes].astype(int).tolist()
-
-
 def process_job(job: Job, converter: str, overwrite: bool, want_counts: bool, num_classes: int = NUM_CLASSES) -> Result:
     """Convert (or validate and skip) one label. Never raises: failures come back as ``Result("failed")``."""
     try:
-        expected = _header_size(job.image) if job.image else _header_size(job.src)
+        expected = image_size(job.image or job.src)  # (height, width) from the header
         if not overwrite and os.path.exists(job.dst):
             try:
                 label = read_label(job.dst, "trainid", num_classes)
                 if label.shape == expected:
-                    return Result(job, "skipped", counts=_counts(label, num_classes) if want_counts else None)
+                    counts = class_pixel_counts(label, num_classes) if want_counts else None
+                    return Result(job, "skipped", counts=counts)
             except Exception:
                 pass  # invalid existing output: convert again
         label = CONVERTERS[converter](job.src, job.mapping)
@@ -137,7 +126,7 @@ def process_job(job: Job, converter: str, overwrite: bool, want_counts: bool, nu
             )
             label = cv2.resize(label, (expected[1], expected[0]), interpolation=cv2.INTER_NEAREST)
         write_label(label, job.dst)
-        return Result(job, "converted", note, _counts(label, num_classes) if want_counts else None)
+        return Result(job, "converted", note, class_pixel_counts(label, num_classes) if want_counts else None)
     except Exception as e:
         return Result(job, "failed", f"{job.src}: {type(e).__name__}: {e}")
 

@@ -28,7 +28,8 @@ Usage::
                                           mapper=MFuserSemanticDatasetMapper(augmentations=build_train_augmentations()),
                                           total_batch_size=2)
 
-or :func:`build_rcs_train_loader` (LazyConfig-friendly) which does exactly this.
+or :func:`mfuser.engine.build_resumable_rcs_train_loader` (LazyConfig-friendly; what the configs use), which
+does this with a resumable sampler and without aspect-ratio grouping.
 """
 
 import itertools
@@ -40,7 +41,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 from torch.utils.data import Dataset, Sampler
@@ -52,6 +53,7 @@ from .labels import atomic_save, read_label
 __all__ = [
     "RCS_STATS_FILENAME",
     "RCS_STATS_FORMAT",
+    "class_pixel_counts",
     "label_class_counts",
     "compute_class_stats",
     "save_class_stats",
@@ -60,7 +62,6 @@ __all__ = [
     "rcs_class_probabilities",
     "RareClassSampler",
     "RareClassDataset",
-    "build_rcs_train_loader",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,10 +69,14 @@ logger = logging.getLogger(__name__)
 RCS_STATS_FORMAT = "mfuser-rcs-class-stats-v1"
 
 
+def class_pixel_counts(label: np.ndarray, num_classes: int = NUM_CLASSES) -> List[int]:
+    """Pixel count of each class ``0..K-1`` in a uint8 trainId label array (ignore pixels not counted)."""
+    return np.bincount(label.ravel(), minlength=256)[:num_classes].astype(int).tolist()
+
+
 def label_class_counts(path: str, label_format="trainid", num_classes: int = NUM_CLASSES) -> List[int]:
     """Pixel count of each class ``0..K-1`` in one label file (ignore pixels not counted)."""
-    label = read_label(path, label_format, num_classes)
-    return np.bincount(label.ravel(), minlength=256)[:num_classes].astype(int).tolist()
+    return class_pixel_counts(read_label(path, label_format, num_classes), num_classes)
 
 
 def _count_job(args):
@@ -279,42 +284,3 @@ class RareClassDataset(Dataset):
         if k > 0:
             d["rcs_class"] = k - 1
         return d
-
-
-def build_rcs_train_loader(
-    names: Sequence[str],
-    mapper,
-    total_batch_size: int,
-    *,
-    num_workers: int = 0,
-    temperature: float = 100.0,
-    min_pixels: int = 3000,
-    seed: int | None = None,
-    compute_missing_stats: bool = False,
-):
-    """A detectron2 train loader over the registered ``names`` with rare-class sampling.
-
-    Each dataset's statistics come from its metadata's ``rcs_stats_file`` (see
-    :func:`load_or_compute_class_stats`). The mapper should redraw crops for ``"rcs_class"``
-    (:class:`~mfuser.data.mappers.MFuserSemanticDatasetMapper` does).
-    """
-    if isinstance(names, str):
-        names = [names]
-    dicts, counts = [], []
-    num_classes = None
-    for name in names:
-        d = DatasetCatalog.get(name)
-        k = len(MetadataCatalog.get(name).get("stuff_classes", [None] * NUM_CLASSES))
-        if num_classes not in (None, k):
-            raise ValueError(f"build_rcs_train_loader: datasets {list(names)} have different numbers of classes")
-        num_classes = k
-        counts += load_or_compute_class_stats(name, d, compute_missing=compute_missing_stats)
-        dicts += d
-    sampler = RareClassSampler(dicts, counts, temperature=temperature, min_pixels=min_pixels, seed=seed)
-    return build_detection_train_loader(
-        dataset=RareClassDataset(dicts, num_classes),
-        mapper=mapper,
-        sampler=sampler,
-        total_batch_size=total_batch_size,
-        num_workers=num_workers,
-    )

@@ -6,7 +6,10 @@
   hue, each with probability 0.5, contrast before or after the HSV steps); detectron2's ``RandomBrightness``
   etc. are multiplicative and always applied.
 * :class:`PadToSize`: pad bottom/right to a fixed size with separate image and label fill values
-  (detectron2 only pads inside ``FixedSizeCrop``).
+  (detectron2 only pads inside ``FixedSizeCrop``); images are filled per channel with :data:`IMAGE_PAD_RGB`.
+* :class:`ResizeKeepRatio`: the test-time keep-ratio resize (mmseg ``Resize(img_scale, keep_ratio=True)``);
+  detectron2's ``ResizeShortestEdge`` fits the short edge only. The evaluation mapper and the demo's
+  predictor both use it, so they feed the model the same pixels.
 
 Like detectron2's augmentations, they draw their random parameters from numpy's global RNG in
 ``get_transform`` (seeded per worker by detectron2's data loader) and return deterministic ``Transform``s.
@@ -18,9 +21,24 @@ import cv2
 import numpy as np
 from detectron2.data import transforms as T
 from fvcore.transforms.transform import NoOpTransform, PadTransform, Transform
+from open_clip.constants import OPENAI_DATASET_MEAN
 from PIL import Image
 
-__all__ = ["ResizeByRatio", "PhotoMetricDistortion", "PhotoMetricDistortionTransform", "PadToSize"]
+__all__ = [
+    "ResizeByRatio",
+    "PhotoMetricDistortion",
+    "PhotoMetricDistortionTransform",
+    "IMAGE_PAD_RGB",
+    "PadToSize",
+    "PerChannelPadTransform",
+    "keep_ratio_fit",
+    "ResizeKeepRatio",
+]
+
+#: Fill colour (RGB, 0-255 floats) of padded image pixels, in training crops and in the model. The reference
+#: pads *after* normalising with the OpenAI-CLIP mean/std, with 0, i.e. with the mean colour; padding the
+#: unnormalised image with ``255 * mean`` gives the same (zero) values after that normalisation.
+IMAGE_PAD_RGB = tuple(255.0 * m for m in OPENAI_DATASET_MEAN)
 
 
 class ResizeByRatio(T.Augmentation):
@@ -139,11 +157,35 @@ class PhotoMetricDistortion(T.Augmentation):
         return PhotoMetricDistortionTransform(brightness, contrast, saturation, hue, contrast_first, self.image_format)
 
 
+class PerChannelPadTransform(PadTransform):
+    """fvcore's ``PadTransform`` with an image fill of one value per channel (``np.pad`` takes one value).
+
+    ``pad_value``: a number or one value per channel, in the image's channel order; for uint8 images it is
+    rounded (and clipped to 0..255). Labels are padded with ``seg_pad_value`` as in ``PadTransform``.
+    """
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        fill = np.asarray(self.pad_value, dtype=np.float64).reshape(-1)
+        channels = img.shape[2] if img.ndim == 3 else 1
+        if fill.size not in (1, channels):
+            raise ValueError(f"pad_value: expected 1 or {channels} values for a {img.shape} image, got {fill.size}")
+        if img.dtype == np.uint8:
+            fill = np.clip(np.round(fill), 0, 255)
+        h, w = img.shape[:2]
+        out = np.empty((self.y0 + h + self.y1, self.x0 + w + self.x1) + img.shape[2:], img.dtype)
+        out[...] = fill.astype(img.dtype) if img.ndim == 3 else fill[0]
+        out[self.y0 : self.y0 + h, self.x0 : self.x0 + w] = img
+        return out
+
+
 class PadToSize(T.Augmentation):
-    """Pad bottom/right up to ``size = (height, width)``; the image with ``pad_value`` and the label with
+    """Pad bottom/right up to ``size = (height, width)``; the image with ``pad_value`` (a number or one value per
+    channel, in the image's channel order; default :data:`IMAGE_PAD_RGB`, for RGB images) and the label with
     ``seg_pad_value`` (255 = ignore). Images already at least that large are left unchanged."""
 
-    def __init__(self, size: Sequence[int], pad_value: float = 0, seg_pad_value: int = 255):
+    def __init__(
+        self, size: Sequence[int], pad_value: float | Sequence[float] = IMAGE_PAD_RGB, seg_pad_value: int = 255
+    ):
         super().__init__()
         self.size = (int(size[0]), int(size[1]))
         self.pad_value, self.seg_pad_value = pad_value, seg_pad_value
@@ -153,6 +195,43 @@ class PadToSize(T.Augmentation):
         ph, pw = max(self.size[0] - h, 0), max(self.size[1] - w, 0)
         if ph == 0 and pw == 0:
             return NoOpTransform()
-        return PadTransform(
+        return PerChannelPadTransform(
             0, 0, pw, ph, orig_w=w, orig_h=h, pad_value=self.pad_value, seg_pad_value=self.seg_pad_value
         )
+
+
+def keep_ratio_fit(height: int, width: int, scale: Sequence[int] | None) -> Tuple[int, int]:
+    """Size ``(h, w)`` of an image rescaled, aspect kept, to fit ``scale = (long, short)`` edges.
+
+    The mmseg ``Resize(img_scale=(2048, 1024), keep_ratio=True)`` rule: factor
+    ``min(long / max(h, w), short / min(h, w))`` (it may up-scale), sizes rounded half up.
+    ``scale=None`` keeps the size.
+    """
+    if scale is None:
+        return int(height), int(width)
+    long_edge, short_edge = max(scale), min(scale)
+    factor = min(long_edge / max(height, width), short_edge / min(height, width))
+    return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+class ResizeKeepRatio(T.Augmentation):
+    """Test-time resize to :func:`keep_ratio_fit` of ``scale = (long, short)`` (PIL bilinear for uint8 images,
+    detectron2's ``ResizeTransform``); a no-op when ``scale`` is None or the size does not change.
+
+    Used by :class:`~mfuser.data.mappers.MFuserTestDatasetMapper` and :class:`~mfuser.engine.MFuserPredictor`.
+    """
+
+    def __init__(self, scale: Sequence[int] | None, interp: int = Image.BILINEAR):
+        super().__init__()
+        if scale is not None:
+            if len(scale) != 2 or min(scale) <= 0:
+                raise ValueError(f"resize_to: expected (long, short) positive sizes or None, got {scale}")
+            scale = (int(max(scale)), int(min(scale)))
+        self.scale, self.interp = scale, interp
+
+    def get_transform(self, image: np.ndarray) -> Transform:
+        h, w = image.shape[:2]
+        new_h, new_w = keep_ratio_fit(h, w, self.scale)
+        if (new_h, new_w) == (h, w):
+            return NoOpTransform()
+        return T.ResizeTransform(h, w, new_h, new_w, self.interp)

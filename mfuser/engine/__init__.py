@@ -2,7 +2,7 @@
 checkpoints, a resumable sampler, optimizer groups, the LR schedule and a predictor for the demo."""
 from .checkpoint import CheckpointMismatchError, MFuserCheckpointer, optional_checkpoint_prefixes
 from .optimizer import NO_DECAY_KEYWORDS, count_trainable, get_mfuser_optimizer_params
-from .predictor import MFuserPredictor, keep_ratio_fit
+from .predictor import MFuserPredictor
 from .samplers import (
     ResumableSampler,
     build_resumable_rcs_train_loader,
@@ -20,7 +20,6 @@ __all__ = [
     "count_trainable",
     "get_mfuser_optimizer_params",
     "MFuserPredictor",
-    "keep_ratio_fit",
     "ResumableSampler",
     "find_resumable_sampler",
     "build_resumable_train_loader",

@@ -7,6 +7,9 @@ Two departures from :class:`detectron2.checkpoint.DetectionCheckpointer`, both d
   Here the checkpoint is written to ``<name>.pth.tmp``, flushed, ``os.replace``-d onto its final name,
   and only then ``last_checkpoint`` is replaced the same way. A crash at any point leaves
   ``last_checkpoint`` pointing at the previous complete file.
+* **Frozen weights not stored.** Parameters under the model's ``checkpoint_optional_prefixes`` (frozen
+  encoders loaded from their official files) are left out of saved checkpoints: they are rebuilt from
+  those files, and keeping them would add ~3 GB per checkpoint at full size.
 * **Strict load.** fvcore only *logs* missing / unexpected keys and silently drops tensors whose shape
   differs, so a checkpoint of another model "loads" and evaluates as garbage. Here any such key raises
   :class:`CheckpointMismatchError` naming the keys, except missing keys under the prefixes the model
@@ -21,13 +24,12 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-__all__ = ["CheckpointMismatchError", "MFuserCheckpointer", "optional_checkpoint_prefixes"]
+# One exception hierarchy for every checkpoint in the project (pretrained encoder files and trained models).
+from mfuser.modeling.encoders.checkpoints import CheckpointError, CheckpointMismatchError
+
+__all__ = ["CheckpointError", "CheckpointMismatchError", "MFuserCheckpointer", "optional_checkpoint_prefixes"]
 
 logger = logging.getLogger(__name__)
-
-
-class CheckpointMismatchError(RuntimeError):
-    """The checkpoint's state dict does not match the model (missing / unexpected / mis-shaped keys)."""
 
 
 def optional_checkpoint_prefixes(model: torch.nn.Module) -> tuple:
@@ -68,7 +70,9 @@ class MFuserCheckpointer(DetectionCheckpointer):
         """Write ``<save_dir>/<name>.pth`` atomically, then point ``last_checkpoint`` at it atomically."""
         if not self.save_dir or not self.save_to_disk:
             return
-        data: Dict[str, Any] = {"model": self.model.state_dict()}
+        optional = optional_checkpoint_prefixes(self.model)
+        model_state = {k: v for k, v in self.model.state_dict().items() if not (optional and k.startswith(optional))}
+        data: Dict[str, Any] = {"model": model_state}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)

@@ -5,29 +5,17 @@ LazyConfig counterpart: ``instantiate(cfg.model)``, strict checkpoint load, the 
 evaluation mapper, and a call with the original ``height`` / ``width`` so the model returns its
 prediction at the original size (sliding-window inference, if any, is the model's job).
 """
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from detectron2.config import instantiate
+
+from mfuser.data.transforms import ResizeKeepRatio
 
 from .checkpoint import MFuserCheckpointer
 
-__all__ = ["MFuserPredictor", "keep_ratio_fit"]
-
-
-def keep_ratio_fit(height: int, width: int, scale: Sequence[int] | None) -> Tuple[int, int]:
-    """Size ``(h, w)`` of an image rescaled, aspect kept, to fit ``scale = (long, short)`` edges.
-
-    The mmseg ``Resize(img_scale=(2048, 1024), keep_ratio=True)`` rule: factor
-    ``min(long / max(h, w), short / min(h, w))`` (it may up-scale). ``scale=None`` keeps the size.
-    """
-    if scale is None:
-        return int(height), int(width)
-    long_edge, short_edge = max(scale), min(scale)
-    factor = min(long_edge / max(height, width), short_edge / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
+__all__ = ["MFuserPredictor"]
 
 
 class MFuserPredictor:
@@ -38,7 +26,8 @@ class MFuserPredictor:
         weights (str or None): checkpoint path; ``None`` uses ``cfg.train.init_checkpoint`` (may be empty:
             then the model keeps the weights it was built with, useful only for smoke tests).
         device (str or None): overrides ``cfg.train.device``.
-        resize_to ((long, short) or None): test-time keep-ratio resize (``keep_ratio_fit``).
+        resize_to ((long, short) or None): test-time keep-ratio resize, the evaluation mapper's
+            (:class:`mfuser.data.transforms.ResizeKeepRatio`), so the model sees the same pixels.
 
     Call: ``predictor(image)`` with ``image`` uint8 RGB ``(H, W, 3)`` -> ``{"sem_seg": Tensor[K, H, W]}``
     (class scores at the original size, on the CPU).
@@ -51,18 +40,15 @@ class MFuserPredictor:
         weights = cfg.train.get("init_checkpoint", "") if weights is None else weights
         if weights:
             MFuserCheckpointer(self.model).load(weights)
-        self.resize_to = tuple(resize_to) if resize_to is not None else None
+        self.resize = ResizeKeepRatio(resize_to)
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> dict:
         if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
             raise ValueError(f"expected an RGB image array (H, W, 3), got {getattr(image, 'shape', type(image))}")
         height, width = image.shape[:2]
+        image = self.resize.get_transform(image).apply_image(image)
         tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        new_h, new_w = keep_ratio_fit(height, width, self.resize_to)
-        if (new_h, new_w) != (height, width):
-            tensor = F.interpolate(tensor[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False)
-            tensor = tensor[0].round().clamp(0, 255).to(torch.uint8)
         inputs = {"image": tensor.to(self.device), "height": height, "width": width}
         out = self.model([inputs])[0]
         return {"sem_seg": out["sem_seg"].float().cpu()}

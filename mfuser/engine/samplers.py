@@ -128,40 +128,43 @@ def build_resumable_rcs_train_loader(
     seed: int = 0,
     compute_missing_stats: bool = False,
 ):
-    """Rare-class-sampling train loader (``mfuser.data.samplers``) made resumable.
+    """The rare-class-sampling train loader (the source loader of ``configs/common/data/semseg_dg.py``).
 
-    Same pieces as ``mfuser.data.samplers.build_rcs_train_loader`` (statistics from each dataset's metadata
-    ``rcs_stats_file``, :class:`RareClassSampler` + :class:`RareClassDataset`), with the sampler wrapped in a
-    :class:`ResumableSampler` and ``aspect_ratio_grouping=False`` so that batch i is chunk i of the stream.
+    Statistics come from each dataset's metadata ``rcs_stats_file`` (see
+    :func:`mfuser.data.samplers.load_or_compute_class_stats`); a :class:`~mfuser.data.samplers.RareClassSampler`
+    draws from a :class:`~mfuser.data.samplers.RareClassDataset` over the concatenated records. The loader is
+    :func:`build_resumable_train_loader`: the sampler is wrapped in a :class:`ResumableSampler` and
+    ``aspect_ratio_grouping=False``. Why not detectron2's default grouping: it regroups indices by aspect ratio
+    inside each worker, so batch i is no longer chunk i of the sampler stream and a resumed run could not
+    find its place in it (see the module doc); the training crops all have one size, so grouping gains nothing.
 
     Args:
-        names (str or list[str]): registered source datasets.
+        names (str or list[str]): registered source datasets (same number of classes).
         mapper: e.g. ``MFuserSemanticDatasetMapper`` (redraws crops for ``"rcs_class"``).
         total_batch_size, num_workers: as in ``build_detection_train_loader``.
         temperature, min_pixels: rare-class sampling (reference: 100, 3000).
         seed: sampler seed (the configs pass ``train.seed``); fixed so that resuming is exact.
         compute_missing_stats: compute class statistics from the labels when the stats file is missing.
     """
-    from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
+    from detectron2.data import DatasetCatalog, MetadataCatalog
 
+    from mfuser.data.classes import NUM_CLASSES
     from mfuser.data.samplers import RareClassDataset, RareClassSampler, load_or_compute_class_stats
 
     names = [names] if isinstance(names, str) else list(names)
     dicts, counts, num_classes = [], [], None
     for name in names:
         d = DatasetCatalog.get(name)
-        k = len(MetadataCatalog.get(name).stuff_classes)
+        k = len(MetadataCatalog.get(name).get("stuff_classes", [None] * NUM_CLASSES))
         if num_classes not in (None, k):
             raise ValueError(f"build_resumable_rcs_train_loader: datasets {names} have different numbers of classes")
         num_classes = k
         counts += load_or_compute_class_stats(name, d, compute_missing=compute_missing_stats)
         dicts += d
-    sampler = RareClassSampler(dicts, counts, temperature=temperature, min_pixels=min_pixels, seed=seed)
-    return build_detection_train_loader(
+    return build_resumable_train_loader(
         dataset=RareClassDataset(dicts, num_classes),
         mapper=mapper,
-        sampler=ResumableSampler(sampler),
+        sampler=RareClassSampler(dicts, counts, temperature=temperature, min_pixels=min_pixels, seed=seed),
         total_batch_size=total_batch_size,
-        aspect_ratio_grouping=False,
         num_workers=num_workers,
     )

@@ -1,4 +1,6 @@
 """Learning-rate schedule of MFuser: linear warm-up, then poly decay to a floor (mmseg ``poly`` + ``min_lr``)."""
+import logging
+
 from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import ParamScheduler
 
@@ -36,8 +38,14 @@ def build_warmup_poly_multiplier(
     """
     if max_iter <= 0:
         raise ValueError(f"max_iter must be > 0, got {max_iter}")
-    if not 0 <= warmup_iters < max_iter:
-        raise ValueError(f"warmup_iters must be in [0, max_iter={max_iter}), got {warmup_iters}")
+    if warmup_iters < 0:
+        raise ValueError(f"warmup_iters must be >= 0, got {warmup_iters}")
+    if warmup_iters >= max_iter:  # a short run (smoke test, quick fine-tune): warm up over half of it
+        logging.getLogger(__name__).warning(
+            f"lr_multiplier.warmup_iters={warmup_iters} >= train.max_iter={max_iter}; warming up over "
+            f"{max_iter // 2} iterations instead"
+        )
+        warmup_iters = max_iter // 2
     poly = PolyWithFloorParamScheduler(power=power, floor=min_lr / base_lr)
     if warmup_iters == 0:
         return poly

@@ -274,8 +274,17 @@ def test_target_domain(tmp_path):
     assert len(d) == 2 and (d[0]["height"], d[0]["width"]) == (12, 20)
     meta = MetadataCatalog.get(name)
     assert meta.stuff_classes == CITYSCAPES_CLASSES and meta.label_format == "trainid" and meta.ignore_label == 255
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match=r"already registered.*replace=True \(overwrite=True to register_target_"):
         register_target_domain(name, str(img_root), str(lab_root), image_suffix=".png", label_suffix=".png")
+    # the flags the message names do replace the registration
+    from mfuser.data.datasets.register import register_semseg
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_semseg(name, list, spec="other", label_format="trainid", image_root="a", sem_seg_root="b")
+    register_semseg(name, list, spec="other", replace=True, label_format="trainid", image_root="a", sem_seg_root="b")
+    assert MetadataCatalog.get(name).image_root == "a"
+    register_target_domain(name, str(img_root), str(lab_root), overwrite=True, **kw)
+    assert len(DatasetCatalog.get(name)) == 2
     # custom vocabulary and mapping
     n2 = register_target_domain(
         "test_fog_2cls", str(img_root), str(lab_root), label_format={0: 0, 1: 1}, classes=["a", "b"], **kw

@@ -4,7 +4,16 @@ import torch
 from detectron2.data import transforms as T
 
 from mfuser.data import MFuserSemanticDatasetMapper, MFuserTestDatasetMapper, build_train_augmentations
-from mfuser.data.transforms import PadToSize, PhotoMetricDistortion, PhotoMetricDistortionTransform, ResizeByRatio
+from mfuser.data.transforms import (
+    IMAGE_PAD_RGB,
+    PadToSize,
+    PerChannelPadTransform,
+    PhotoMetricDistortion,
+    PhotoMetricDistortionTransform,
+    ResizeByRatio,
+    ResizeKeepRatio,
+    keep_ratio_fit,
+)
 
 from .trees import save_gray, save_rgb
 
@@ -44,7 +53,8 @@ def test_crop_size_padding_and_determinism(tmp_path):
     seg = out["sem_seg"]
     assert (seg[30:] == 255).all() and (seg[:, 40:] == 255).all()  # padded with ignore
     assert (seg[:30, :40] != 255).all()
-    assert (out["image"][:, 30:] == 0).all()
+    fill = torch.tensor([123, 117, 104], dtype=torch.uint8)[:, None, None]  # round(255 * OpenAI-CLIP mean)
+    assert (out["image"][:, 30:] == fill).all() and (out["image"][:, :, 40:] == fill).all()
     # the same seed gives the same sample; another seed a different one
     np.random.seed(0)
     again = mapper(rec)
@@ -54,6 +64,28 @@ def test_crop_size_padding_and_determinism(tmp_path):
         np.random.seed(100 + s)
         outs.append(mapper(rec)["image"])
     assert any(not torch.equal(o, out["image"]) for o in outs)
+
+
+def test_image_pad_colour():
+    import open_clip
+
+    assert IMAGE_PAD_RGB == tuple(255.0 * m for m in open_clip.constants.OPENAI_DATASET_MEAN)
+    image = np.full((2, 3, 3), 7, np.uint8)
+    out = PadToSize((4, 5)).get_transform(image).apply_image(image)
+    assert out.shape == (4, 5, 3) and out.dtype == np.uint8 and (out[:2, :3] == 7).all()
+    assert out[3, 4].tolist() == [123, 117, 104] and out[0, 4].tolist() == [123, 117, 104]
+    bgr = build_train_augmentations((4, 5), ratio_range=None, cat_max_ratio=1.0, flip=False, photometric=False,
+                                    image_format="BGR")[-1]
+    assert bgr.get_transform(image).apply_image(image)[3, 4].tolist() == [104, 117, 123]
+    pad = PerChannelPadTransform(0, 0, 1, 1, pad_value=(0.5, 1.5, 2.0))
+    assert pad.apply_image(np.zeros((1, 1, 3), np.float32))[1, 1].tolist() == [0.5, 1.5, 2.0]  # float: exact
+    assert pad.apply_segmentation(np.zeros((1, 1), np.uint8)).tolist() == [[0, 0], [0, 0]]  # default label fill
+    assert PadToSize((2, 2)).get_transform(np.zeros((1, 1), np.uint8)).apply_segmentation(
+        np.zeros((1, 1), np.uint8))[1, 1] == 255
+    with pytest.raises(ValueError, match="pad_value"):
+        pad.apply_image(np.zeros((1, 1, 4), np.uint8))
+    with pytest.raises(ValueError, match="image_format"):
+        build_train_augmentations(image_format="L")
 
 
 def test_resize_ratio_of_native_size(tmp_path):
@@ -164,6 +196,20 @@ def test_test_mapper_resize(tmp_path):
     assert out["file_name"] == rec["file_name"]
     with pytest.raises(ValueError, match="resize_to"):
         MFuserTestDatasetMapper(resize_to=(0, 10))
+
+
+def test_keep_ratio_fit_and_resize():
+    assert keep_ratio_fit(1024, 2048, (2048, 1024)) == (1024, 2048)
+    assert keep_ratio_fit(720, 1280, (2048, 1024)) == (1024, 1820)
+    assert keep_ratio_fit(1080, 1920, (1280, 720)) == (720, 1280)
+    assert keep_ratio_fit(1080, 1920, (720, 1280)) == (720, 1280)  # (long, short) in either order
+    assert keep_ratio_fit(30, 40, None) == (30, 40)
+    image = np.zeros((30, 40, 3), np.uint8)
+    assert ResizeKeepRatio((10, 8)).get_transform(image).apply_image(image).shape == (8, 10, 3)  # x0.25: 7.5 -> 8
+    assert isinstance(ResizeKeepRatio(None).get_transform(image), T.NoOpTransform)
+    assert isinstance(ResizeKeepRatio((40, 30)).get_transform(image), T.NoOpTransform)
+    with pytest.raises(ValueError, match="resize_to"):
+        ResizeKeepRatio((10,))
 
 
 def test_mapper_from_yacs_config():

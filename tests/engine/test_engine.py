@@ -1,6 +1,7 @@
 """mfuser.engine: atomic/strict checkpoints, resumable sampler, NaN guard, optimizer groups, schedule."""
 import os
 
+import numpy as np
 import pytest
 import torch
 from detectron2.data.samplers import TrainingSampler
@@ -13,7 +14,6 @@ from mfuser.engine import (
     build_warmup_poly_multiplier,
     check_losses_finite,
     get_mfuser_optimizer_params,
-    keep_ratio_fit,
 )
 from tests.tools.toy_model import ToySemSeg
 
@@ -92,11 +92,39 @@ def test_schedule_values():
     assert m(1.0) == pytest.approx(0.01)
     assert m(0.5) == pytest.approx(0.99 * 0.5**0.9 + 0.01)
     with pytest.raises(ValueError, match="warmup_iters"):
-        build_warmup_poly_multiplier(max_iter=10, warmup_iters=10)
+        build_warmup_poly_multiplier(max_iter=10, warmup_iters=-1)
+    short = build_warmup_poly_multiplier(max_iter=10, warmup_iters=1500)  # a smoke run: warm up over half of it
+    assert short(0.0) == pytest.approx(1e-6) and short(0.5) > short(0.25) > short(0.0)
 
 
-def test_keep_ratio_fit():
-    assert keep_ratio_fit(1024, 2048, (2048, 1024)) == (1024, 2048)
-    assert keep_ratio_fit(720, 1280, (2048, 1024)) == (1024, 1820)
-    assert keep_ratio_fit(1080, 1920, (1280, 720)) == (720, 1280)
-    assert keep_ratio_fit(30, 40, None) == (30, 40)
+def test_predictor_input_equals_the_evaluation_mapper_input(tmp_path):
+    """tools/demo.py (MFuserPredictor) and the evaluation loader (MFuserTestDatasetMapper) resize alike."""
+    from detectron2.config import LazyCall as L
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    from mfuser.data import MFuserTestDatasetMapper
+    from mfuser.engine import MFuserPredictor
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, batched_inputs):
+            seen.extend(batched_inputs)
+            return [{"sem_seg": torch.zeros(2, x["height"], x["width"])} for x in batched_inputs]
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)  # high-frequency: downscaling filters differ
+    path = str(tmp_path / "img.png")
+    Image.fromarray(image).save(path)
+    resize = (40, 20)  # fits 45x70 into long 40 / short 20: downscaled to 20x31
+    cfg = OmegaConf.create({"model": L(Recorder)(), "train": {"device": "cpu", "init_checkpoint": ""}})
+    out = MFuserPredictor(cfg, resize_to=resize)(image)
+    assert out["sem_seg"].shape == (2, 45, 70)
+    mapped = MFuserTestDatasetMapper(resize_to=resize)({"file_name": path, "height": 45, "width": 70})
+    assert mapped["image"].shape == (3, 20, 31) and (mapped["height"], mapped["width"]) == (45, 70)
+    (demo_input,) = seen
+    assert (demo_input["height"], demo_input["width"]) == (45, 70)
+    assert demo_input["image"].dtype == torch.uint8 and torch.equal(demo_input["image"], mapped["image"])
+    with pytest.raises(ValueError, match="resize_to"):
+        MFuserPredictor(cfg, resize_to=(0, 10))

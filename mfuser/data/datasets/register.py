@@ -71,7 +71,7 @@ def register_semseg(name: str, load_fn: Callable[[], list], *, spec, replace: bo
         if not replace:
             raise ValueError(
                 f"Dataset {name!r} is already registered with different arguments; choose another name or pass "
-                "overwrite=True."
+                "replace=True (overwrite=True to register_target_domain)."
             )
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)

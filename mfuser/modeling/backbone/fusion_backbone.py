@@ -8,7 +8,7 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-from detectron2.layers import ShapeSpec, get_norm
+from detectron2.layers import NaiveSyncBatchNorm, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch.utils.checkpoint import checkpoint
 
@@ -28,6 +28,21 @@ def pyramid_output_shape(channels: int) -> dict[str, ShapeSpec]:
     return {name: ShapeSpec(channels=channels, stride=4 * 2**i) for i, name in enumerate(_PYRAMID_NAMES)}
 
 
+class FP32NaiveSyncBatchNorm(NaiveSyncBatchNorm):
+    """detectron2's ``NaiveSyncBatchNorm`` (syncs over NCCL and gloo; plain BN in one process), always in fp32.
+
+    detectron2 upcasts only fp16 inputs; under bf16 autocast ``E[x^2] - E[x]^2`` in bf16 can go negative.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x.float()).to(x.dtype)
+
+
+def _pyramid_norm(norm: str, channels: int) -> nn.Module:
+    return FP32NaiveSyncBatchNorm(channels) if norm == "naiveSyncBN" else get_norm(norm, channels)
+
+
 class _Pyramid(nn.Module):
     """The simple deconv pyramid of reference §1.4: x4 (two ConvTranspose), x2, identity, max-pool."""
 
@@ -35,7 +50,7 @@ class _Pyramid(nn.Module):
         super().__init__()
         self.up4 = nn.Sequential(
             nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2),
-            get_norm(norm, channels),
+            _pyramid_norm(norm, channels),
             nn.GELU(),
             nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2),
         )
@@ -77,14 +92,16 @@ class MFuserBackbone(Backbone):
             vfm: block-wise DINOv2 encoder (``mfuser.modeling.encoders.DINOv2Encoder``).
             vlm: block-wise VLM image encoder (CLIP / EVA02 / SigLIP ``*VisionEncoder``) of the same
                 token width, depth and patch size as ``vfm``.
-            tap_indices: 0-based blocks whose fused outputs feed res2..res5 (4 entries, increasing).
+            tap_indices: 0-based blocks whose fused outputs feed res2..res5 (4 entries, non-decreasing;
+                published: 7, 11, 15, 23).
             d_state, d_conv, bidirectional: MVFuser settings (reference: 16, 3, one-way).
             fusion_projections: the CLIP variant's per-block ``Linear(C, C)`` on the VFM tokens
                 into (``proj_in``) and out of (``proj_out``) each fuser, and ``proj_final`` on the
                 last VFM tokens added to the VLM's final embedding. Without it (EVA02, SigLIP)
                 the VFM's final LayerNorm output is added instead.
-            pyramid_norm: detectron2 norm name for the stride-4 branch (reference: SyncBN;
-                ``naiveSyncBN`` also syncs over gloo on CPU and is plain BN in one process).
+            pyramid_norm: detectron2 norm name for the stride-4 branch (reference: SyncBN). The default
+                ``naiveSyncBN`` is :class:`FP32NaiveSyncBatchNorm`: it also syncs over gloo on CPU, is plain
+                BN in one process, and stays fp32 under autocast.
             activation_checkpointing: recompute each block (both encoders + its fuser) in the
                 backward pass instead of storing its activations.
         """
@@ -94,11 +111,11 @@ class MFuserBackbone(Backbone):
             if a != b:
                 raise ValueError(f"vfm.{attr}={a} but vlm.{attr}={b}; the two streams must match to be fused")
         tap_indices = tuple(int(i) for i in tap_indices)
-        if len(tap_indices) != 4 or list(tap_indices) != sorted(set(tap_indices)) or not (
+        if len(tap_indices) != 4 or list(tap_indices) != sorted(tap_indices) or not (
             0 <= tap_indices[0] and tap_indices[-1] < vfm.num_blocks
         ):
             raise ValueError(
-                f"tap_indices must be 4 increasing block indices in [0, {vfm.num_blocks}); got {tap_indices}"
+                f"tap_indices must be 4 non-decreasing block indices in [0, {vfm.num_blocks}); got {tap_indices}"
             )
         self.vfm = vfm
         self.vlm = vlm
@@ -124,11 +141,6 @@ class MFuserBackbone(Backbone):
     def out_dim(self) -> int:
         """Width of the fused embedding (the VLM's text space)."""
         return self.vlm.out_dim
-
-    @property
-    def size_divisibility(self) -> int:
-        # The token grid must be even so that the stride-32 max-pool keeps every token.
-        return 2 * self.vfm.patch_size
 
     def train(self, mode: bool = True):
         """The frozen encoders always stay in eval mode (no dropout / drop-path noise)."""
@@ -170,23 +182,21 @@ class MFuserBackbone(Backbone):
             raise ValueError(f"token grids differ for input {hw}: vfm {grid} vs vlm {tuple(self.vlm.grid(hw))}")
         xv = self.vfm.embed(images)
         xl = self.vlm.embed(images)
-        taps = []
+        tapped = {}
         for i in range(len(self.fusers)):
             if self.activation_checkpointing and self.training and torch.is_grad_enabled():
                 xv, xl = checkpoint(self._fuse_block, i, xv, xl, grid, use_reentrant=False)
             else:
                 xv, xl = self._fuse_block(i, xv, xl, grid)
             if i in self.tap_indices:
-                taps.append(
-                    torch.cat(
-                        [
-                            self._patch_grid(xv, self.vfm.num_prefix_tokens, grid),
-                            self._patch_grid(xl, self.vlm.num_prefix_tokens, grid),
-                        ],
-                        dim=1,
-                    )
+                tapped[i] = torch.cat(
+                    [
+                        self._patch_grid(xv, self.vfm.num_prefix_tokens, grid),
+                        self._patch_grid(xl, self.vlm.num_prefix_tokens, grid),
+                    ],
+                    dim=1,
                 )
-        outputs = self.pyramid(taps)
+        outputs = self.pyramid([tapped[i] for i in self.tap_indices])
         residual = self.proj_final(xv) if self.fusion_projections else self.vfm.final_norm(xv)
         outputs["embedding"] = self.vlm.finish(xl, grid, residual=residual)
         return outputs

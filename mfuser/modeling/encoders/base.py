@@ -19,19 +19,19 @@ from typing import Dict, Iterable, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+
+# Per-stream normalisation constants (0..1 scale; multiplied by 255 in the encoders), from open_clip.
+from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD
+from open_clip.constants import INCEPTION_MEAN as HALF  # SigLIP normalises with mean = std = 0.5
+from open_clip.constants import OPENAI_DATASET_MEAN as OPENAI_CLIP_MEAN
+from open_clip.constants import OPENAI_DATASET_STD as OPENAI_CLIP_STD
 from timm.layers import resample_abs_pos_embed, resample_patch_embed
 from torch import nn
 
 from .checkpoints import LoadReport, check_source_keys, load_converted, read_state_dict
 
-__all__ = ["FrozenImageEncoder", "IMAGENET_MEAN", "IMAGENET_STD", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]
+__all__ = ["FrozenImageEncoder", "HALF", "IMAGENET_MEAN", "IMAGENET_STD", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]
 
-# Per-stream normalisation constants (0..1 scale; multiplied by 255 in the encoders).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-HALF = (0.5, 0.5, 0.5)
 
 
 def resize_kernel(kernel: torch.Tensor, size: Tuple[int, int], mode: str, method: str) -> torch.Tensor:

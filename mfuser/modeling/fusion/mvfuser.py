@@ -137,9 +137,7 @@ class MVFuser(nn.Module):
             dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
         dt_proj.bias._no_reinit = True
         A_log = nn.Parameter(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).repeat(d, 1))
-        A_log._no_weight_decay = True
         D = nn.Parameter(torch.ones(d))
-        D._no_weight_decay = True
         return x_proj, dt_proj, A_log, D
 
     def _ssm_inputs(self, x, x_proj, dt_proj, A_log):

@@ -13,16 +13,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
-from open_clip.constants import OPENAI_DATASET_MEAN
 
+from mfuser.data.transforms import IMAGE_PAD_RGB
 from mfuser.modeling.heads import score_map_loss
 
 __all__ = ["MFuser", "semantic_inference"]
-
-# Padding colour for images: the OpenAI-CLIP mean, i.e. zero after the reference's data-pipeline
-# normalisation (which pads normalised images with 0).
-PAD_RGB = tuple(255.0 * m for m in OPENAI_DATASET_MEAN)
-
 
 def semantic_inference(pred_logits: torch.Tensor, pred_masks: torch.Tensor) -> torch.Tensor:
     """Mask2Former semantic inference.
@@ -39,12 +34,13 @@ def semantic_inference(pred_logits: torch.Tensor, pred_masks: torch.Tensor) -> t
 
 
 def _pad_image(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pad (N, 3, H, W) at the bottom/right to (height, width) with :data:`PAD_RGB`."""
+    """Pad (N, 3, H, W) at the bottom/right to (height, width) with the training crops' colour
+    (:data:`mfuser.data.transforms.IMAGE_PAD_RGB`, zero after the reference's normalisation)."""
     pad_h, pad_w = height - images.shape[-2], width - images.shape[-1]
     if pad_h == 0 and pad_w == 0:
         return images
     out = images.new_empty(*images.shape[:-2], height, width)
-    out[:] = torch.tensor(PAD_RGB, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    out[:] = torch.tensor(IMAGE_PAD_RGB, dtype=images.dtype, device=images.device).view(3, 1, 1)
     out[..., : images.shape[-2], : images.shape[-1]] = images
     return out
 
@@ -140,6 +136,18 @@ class MFuser(nn.Module):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def checkpoint_optional_prefixes(self) -> tuple[str, ...]:
+        """Frozen modules loaded from their official files: not stored in (nor required from) checkpoints.
+
+        Frozen encoders that were *not* loaded from a file (random init: tests, the quickstart) are kept in
+        checkpoints, because nothing else could rebuild them.
+        """
+        frozen = {"backbone.vfm.": self.backbone.vfm, "backbone.vlm.": self.backbone.vlm}
+        if hasattr(self.text_encoder, "tower"):
+            frozen["text_encoder.tower."] = self.text_encoder
+        return tuple(p for p, m in frozen.items() if getattr(m, "load_report", None) is not None)
+
     # ---------------------------------------------------------------------------------------------
     def _images(self, batched_inputs: list[dict]) -> list[torch.Tensor]:
         images = []
@@ -190,10 +198,10 @@ class MFuser(nn.Module):
                     f"{tuple(seg.shape)} does not match the image size {tuple(img.shape[-2:])}"
                 )
             targets.append(seg.to(self.device))
-        div = self.backbone.size_divisibility
+        # No rounding to a multiple of the patch: the grid covers what it covers (36x36 tokens of a 512 crop
+        # for /14 encoders, as published), and the losses are restricted to the covered area below.
         height = max(img.shape[-2] for img in images)
         width = max(img.shape[-1] for img in images)
-        height, width = -(-height // div) * div, -(-width // div) * div
         batch = torch.cat([_pad_image(img[None], height, width) for img in images])
         sem_seg = torch.full((len(images), height, width), self.ignore_label, dtype=torch.long, device=self.device)
         for i, seg in enumerate(targets):
@@ -223,9 +231,8 @@ class MFuser(nn.Module):
 
     def _whole_inference(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
-        div = self.backbone.size_divisibility
+        # images smaller than a crop are padded to it, exactly as in sliding-window mode
         ph, pw = max(h, self.crop_size[0]), max(w, self.crop_size[1])
-        ph, pw = -(-ph // div) * div, -(-pw // div) * div
         return self._predict(_pad_image(image[None], ph, pw), text)[..., :h, :w]
 
     def _slide_inference(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
