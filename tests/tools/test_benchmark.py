@@ -80,6 +80,12 @@ def test_train_step_json_keys(bench, capsys):
     assert r["time_ratio"] == pytest.approx(r["time_ckpt_s"] / r["time_plain_s"])
     assert all(map(torch.isfinite, torch.tensor([r["loss_plain"], r["loss_ckpt"]])))
     assert set(r["targets"]) == {"mem_ratio>=2.0"}
+    if r["peak_mem_ckpt_mb"] >= 10:  # MB values are rounded to 0.1
+        assert r["mem_ratio"] == pytest.approx(r["peak_mem_plain_mb"] / r["peak_mem_ckpt_mb"], rel=0.02)
+    one = _run(bench, capsys, "train-step", "--batch", "1", "--crop", "64", "--only", "ckpt")
+    assert set(one) == COMMON_KEYS | TRAIN_KEYS
+    assert one["time_plain_s"] is None and one["peak_mem_plain_mb"] is None and one["mem_ratio"] is None
+    assert one["time_ckpt_s"] > 0 and one["targets"] == {}
 
 
 def test_bad_input_is_named(bench, capsys, tmp_path):
