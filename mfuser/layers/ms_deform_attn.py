@@ -68,17 +68,23 @@ def ms_deform_attn_core_pytorch(
 
     value_list = value.split([h * w for h, w in sizes], dim=1)
     grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
-    sampled = []
+    # (B, Lq, M, L, P) -> (B*M, L, 1, P, Lq)
+    attn = attention_weights.permute(0, 2, 3, 4, 1).reshape(B * M, L, 1, P, Lq)
+    # Why this layout: the weighted sum is accumulated level by level (stacking the L sampled maps first costs a
+    # concatenation and a (B*M, D, Lq, L*P) temporary), and the points are sampled as a (P, Lq) grid so that the
+    # sum over P runs along a non-innermost axis (a sum over an innermost axis of size P = 4 is slow on CPU).
+    # Measured at 512 x 512 (3 levels, 6804 queries, one thread): 0.21 s -> 0.12 s per call for the first,
+    # 30-50 ms more for the second (0.24 s -> 0.11 s per call for both).
+    out = None
     for lvl, (h, w) in enumerate(sizes):
         # (B, h*w, M, D) -> (B*M, D, h, w)
         value_l = value_list[lvl].flatten(2).transpose(1, 2).reshape(B * M, D, h, w)
-        # (B, Lq, M, P, 2) -> (B*M, Lq, P, 2)
-        grid_l = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)
-        # (B*M, D, Lq, P)
-        sampled.append(F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False))
-    # (B, Lq, M, L, P) -> (B*M, 1, Lq, L*P)
-    attn = attention_weights.transpose(1, 2).reshape(B * M, 1, Lq, L * P)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * attn).sum(-1)  # (B*M, D, Lq)
+        # (B, Lq, M, P, 2) -> (B*M, P, Lq, 2)
+        grid_l = grids[:, :, :, lvl].permute(0, 2, 3, 1, 4).flatten(0, 1)
+        # (B*M, D, P, Lq)
+        sampled = F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False)
+        level_out = (sampled * attn[:, lvl]).sum(2)  # (B*M, D, Lq)
+        out = level_out if out is None else out + level_out
     return out.view(B, M * D, Lq).transpose(1, 2).contiguous()
 
 

@@ -8,13 +8,14 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from detectron2.layers import NaiveSyncBatchNorm, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch.utils.checkpoint import checkpoint
 
 from mfuser.modeling.fusion import MVFuser
 
-__all__ = ["MFuserBackbone", "pyramid_output_shape"]
+__all__ = ["MFuserBackbone", "conv_transpose_2x2", "pyramid_output_shape"]
 
 _PYRAMID_NAMES = ("res2", "res3", "res4", "res5")
 
@@ -43,8 +44,47 @@ def _pyramid_norm(norm: str, channels: int) -> nn.Module:
     return FP32NaiveSyncBatchNorm(channels) if norm == "naiveSyncBN" else get_norm(norm, channels)
 
 
+def conv_transpose_2x2(deconv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """``deconv(x)`` for a ``ConvTranspose2d(kernel_size=2, stride=2)`` computed as one matmul + a pixel shuffle.
+
+    Why not ``deconv(x)``: with kernel == stride the output pixels do not overlap, so the transposed conv is
+    exactly ``(B*h*w, Cin) @ (Cin, Cout*2*2)`` followed by a rearrangement, but PyTorch's CPU ConvTranspose
+    path does not exploit this (measured on the 2048-channel pyramid, one thread: 72 -> 144 2.0 s -> 1.4 s,
+    36 -> 72 0.49 s -> 0.34 s, same output within 4e-6). ``deconv`` stays the parameter holder, so state-dict
+    keys are unchanged, and fvcore counts the same FLOPs (``aten::linear``: B*h*w * Cin * 4*Cout, as for the
+    transposed conv; the bias is not counted by either).
+
+    Args:
+        deconv: a ConvTranspose2d with kernel_size (2, 2), stride (2, 2), no padding / output padding,
+            dilation 1, groups 1.
+        x: (B, Cin, h, w).
+
+    Returns:
+        (B, Cout, 2h, 2w), contiguous, equal to ``deconv(x)``.
+    """
+    if (
+        tuple(deconv.kernel_size) != (2, 2) or tuple(deconv.stride) != (2, 2) or tuple(deconv.padding) != (0, 0)
+        or tuple(deconv.output_padding) != (0, 0) or tuple(deconv.dilation) != (1, 1) or deconv.groups != 1
+    ):
+        raise ValueError(f"conv_transpose_2x2 needs a ConvTranspose2d(kernel_size=2, stride=2) only; got {deconv}")
+    if x.dim() != 4 or x.shape[1] != deconv.in_channels:
+        raise ValueError(f"x must be (B, {deconv.in_channels}, h, w); got {tuple(x.shape)}")
+    B, c_in, h, w = x.shape
+    c_out = deconv.out_channels
+    # weight (Cin, Cout, 2, 2) -> (Cin, Cout*4) is a view; F.linear takes its transpose without a copy
+    weight = deconv.weight.reshape(c_in, c_out * 4).t()
+    bias = None if deconv.bias is None else deconv.bias.repeat_interleave(4)
+    y = F.linear(x.permute(0, 2, 3, 1).reshape(B * h * w, c_in), weight, bias)  # (B*h*w, Cout*2*2)
+    # (B, h, w, Cout, di, dj) -> (B, Cout, h, di, w, dj) = (B, Cout, 2h, 2w)
+    return y.view(B, h, w, c_out, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(B, c_out, 2 * h, 2 * w)
+
+
 class _Pyramid(nn.Module):
-    """The simple deconv pyramid of reference §1.4: x4 (two ConvTranspose), x2, identity, max-pool."""
+    """The simple deconv pyramid of reference §1.4: x4 (two ConvTranspose), x2, identity, max-pool.
+
+    The ConvTranspose2d modules hold the parameters (reference state-dict keys); ``forward`` computes them
+    with :func:`conv_transpose_2x2` (faster on CPU, same result).
+    """
 
     def __init__(self, channels: int, norm: str):
         super().__init__()
@@ -58,7 +98,11 @@ class _Pyramid(nn.Module):
         self.down2 = nn.MaxPool2d(kernel_size=2, stride=2)
 
     def forward(self, taps: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-        return dict(zip(_PYRAMID_NAMES, (self.up4(taps[0]), self.up2(taps[1]), taps[2], self.down2(taps[3]))))
+        """taps: 4 maps (B, C, h, w) -> {"res2": (B, C, 4h, 4w), "res3": 2x, "res4": 1x, "res5": 1/2x}."""
+        deconv1, norm, act, deconv2 = self.up4
+        res2 = conv_transpose_2x2(deconv2, act(norm(conv_transpose_2x2(deconv1, taps[0]))))
+        res3 = conv_transpose_2x2(self.up2, taps[1])
+        return dict(zip(_PYRAMID_NAMES, (res2, res3, taps[2], self.down2(taps[3]))))
 
 
 @BACKBONE_REGISTRY.register()

@@ -30,6 +30,21 @@ class GatedRMSNorm(nn.Module):
         return (out * F.silu(z.float())).to(dtype)
 
 
+def _channels_first_linear(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``F.linear(x.transpose(1, 2), weight).transpose(1, 2)`` as a contiguous (B, out, L) tensor.
+
+    Why not ``nn.Linear`` + transpose: the scan and the depthwise convs want channels-first contiguous
+    inputs, and copying a transposed (B, L, d) output costs as much as a third of the matmul on CPU (the
+    three (B, 512, L) copies of the first version); mamba_ssm's ``Mamba.forward`` computes ``weight @ x`` for
+    the same reason. ``bmm`` (not a broadcast ``matmul``) so that fvcore counts B * out * in * L FLOPs.
+
+    Args:
+        weight: (out, in) weight of an ``nn.Linear`` (no bias).
+        x: (B, in, L), any strides.
+    """
+    return torch.bmm(weight.expand(x.shape[0], -1, -1), x)
+
+
 class MVFuser(nn.Module):
     """Mamba mixer applied to the joint token sequence; returns the (small) update to add residually.
 
@@ -141,12 +156,17 @@ class MVFuser(nn.Module):
         return x_proj, dt_proj, A_log, D
 
     def _ssm_inputs(self, x, x_proj, dt_proj, A_log):
-        """x: (B, d, L) -> (delta (B, d, L), A (d, N), B (B, N, L), C (B, N, L), delta_bias (d,))."""
-        x_dbl = x_proj(x.transpose(1, 2))  # (B, L, dt_rank + 2N)
-        dt, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = dt_proj(dt) if self.double_dt_bias else F.linear(dt, dt_proj.weight)
+        """x: (B, d, L) -> (delta (B, d, L), A (d, N), B (B, N, L), C (B, N, L), delta_bias (d,)).
+
+        Computed channels-first (``weight @ x``) so that delta comes out contiguous for the scan.
+        """
+        x_dbl = _channels_first_linear(x_proj.weight, x)  # (B, dt_rank + 2N, L)
+        dt, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = _channels_first_linear(dt_proj.weight, dt)  # (B, d, L)
+        if self.double_dt_bias:
+            delta = delta + dt_proj.bias.to(delta.dtype)[:, None]
         A = -torch.exp(A_log.float())
-        return dt.transpose(1, 2), A, Bm.transpose(1, 2), Cm.transpose(1, 2), dt_proj.bias.float()
+        return delta, A, Bm, Cm, dt_proj.bias.float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, L, d_model) -> the update (B, L, d_model), i.e. scale * dropout(out_proj(...))."""
@@ -154,8 +174,11 @@ class MVFuser(nn.Module):
             raise ValueError(f"MVFuser: x must be (batch, L, d_model={self.d_model}), got {tuple(x.shape)}")
         if x.shape[1] < 1:
             raise ValueError("MVFuser: x must have at least one token")
-        xz = self.in_proj(x).transpose(1, 2)  # (B, d_inner, L)
-        xs, z = xz.chunk(2, dim=1)
+        # in_proj as two channels-first matmuls (rows [:d] -> x, [d:] -> z): each (B, d, L) and contiguous,
+        # also for B > 1, where chunking one (B, d_inner, L) tensor would give non-contiguous halves
+        w_x, w_z = self.in_proj.weight.chunk(2, dim=0)
+        xt = x.transpose(1, 2)
+        xs, z = _channels_first_linear(w_x, xt), _channels_first_linear(w_z, xt)
         xs = F.silu(self.conv1d_x(xs))
         z = F.silu(self.conv1d_z(z))
         delta, A, Bm, Cm, bias = self._ssm_inputs(xs, self.x_proj, self.dt_proj, self.A_log)

@@ -121,3 +121,38 @@ def test_bad_input():
         MVFuser(15)
     with pytest.raises(ValueError, match="dt_rank"):
         MVFuser(16, dt_rank=0)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_flops_counted_per_batch_element(bidirectional):
+    """The channels-first matmuls are counted by fvcore for every batch element (tools/benchmark.py's flops_ratio)."""
+    from fvcore.nn import FlopCountAnalysis
+
+    torch.manual_seed(0)
+    m = MVFuser(32, bidirectional=bidirectional).eval()
+    L, d, R, N = 19, m.d_inner // 2, m.dt_rank, m.d_state
+    per_token = m.d_model * m.d_inner + (2 if bidirectional else 1) * (d * (R + 2 * N) + R * d) + d * m.d_model
+
+    def matmul_flops(batch):
+        flops = FlopCountAnalysis(m, (torch.randn(batch, L, 32),))
+        flops.unsupported_ops_warnings(False)
+        ops = flops.by_operator()
+        return ops.get("bmm", 0) + ops.get("linear", 0)
+
+    assert matmul_flops(1) == L * per_token
+    assert matmul_flops(3) == 3 * L * per_token
+
+
+def test_ssm_inputs_are_contiguous_for_the_scan():
+    """in_proj / dt_proj produce (B, d, L) contiguous tensors: no transposed copies before the conv and scan."""
+    m = MVFuser(32)
+    x = torch.randn(2, 11, 32)
+    seen = {}
+    m.conv1d_x.register_forward_pre_hook(lambda mod, args: seen.setdefault("x", args[0]))
+    m.conv1d_z.register_forward_pre_hook(lambda mod, args: seen.setdefault("z", args[0]))
+    m(x)
+    assert seen["x"].shape == seen["z"].shape == (2, 16, 11)
+    assert seen["x"].is_contiguous() and seen["z"].is_contiguous()
+    delta, _, Bm, Cm, _ = m._ssm_inputs(torch.randn(2, 16, 11), m.x_proj, m.dt_proj, m.A_log)
+    assert delta.shape == (2, 16, 11) and delta.is_contiguous()
+    assert Bm.shape == Cm.shape == (2, m.d_state, 11)
