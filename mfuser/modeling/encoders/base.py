@@ -28,7 +28,7 @@ from open_clip.constants import OPENAI_DATASET_STD as OPENAI_CLIP_STD
 from timm.layers import resample_abs_pos_embed, resample_patch_embed
 from torch import nn
 
-from .checkpoints import LoadReport, check_source_keys, load_converted, read_state_dict
+from .checkpoints import OfficialCheckpointLoader
 
 __all__ = ["FrozenImageEncoder", "HALF", "IMAGENET_MEAN", "IMAGENET_STD", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]
 
@@ -52,7 +52,7 @@ def resize_kernel(kernel: torch.Tensor, size: Tuple[int, int], mode: str, method
     raise ValueError(f"patch_resample must be 'pi' or 'interpolate', got {method!r}")
 
 
-class FrozenImageEncoder(nn.Module):
+class FrozenImageEncoder(OfficialCheckpointLoader, nn.Module):
     """Common machinery of the frozen image encoders (subclasses build the timm / open_clip model).
 
     Subclasses set ``embed_dim``, ``num_blocks``, ``num_prefix_tokens``, ``patch_size``, ``built_grid`` (the
@@ -153,38 +153,10 @@ class FrozenImageEncoder(nn.Module):
         """File state dict (float32) -> (``self.model``'s state dict, adapted-key descriptions)."""
         raise NotImplementedError
 
-    def load_official(self, path: str, strict: bool = True) -> LoadReport:
-        """Load the official checkpoint file at ``path`` (see ``checkpoints.py`` for the formats).
-
-        Args:
-            strict: when True, a missing or unexpected key raises :class:`CheckpointMismatchError`; when False
-                they are only listed in the report (present keys are still loaded, absent ones keep their values).
-        Returns:
-            :class:`LoadReport` in the file's key names.
-        """
-        path = str(path)
-        sd, _ = read_state_dict(path)
-        return self.load_official_state_dict(sd, source=path, strict=strict)
-
-    def load_official_state_dict(self, sd: Dict[str, torch.Tensor], source: str = "<state dict>",
-                                 strict: bool = True) -> LoadReport:
-        """As :meth:`load_official` for a state dict already read with ``checkpoints.read_state_dict``."""
-        path = source
-        used, ignored = self._official_keys()
-        report = check_source_keys(sd, path=path, model=self.model_name, used=used, ignored=ignored,
-                                   allow_missing=not strict, allow_unexpected=not strict)
-        sd32 = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items() if k in set(report.matched)}
-        converted, adapted = self._convert(sd32)
-        own = self.model.state_dict()
-        if not strict:
-            converted = {k: v for k, v in converted.items() if k in own}
-            for k, v in own.items():
-                converted.setdefault(k, v)
-        load_converted(self.model, converted, path=path, model=self.model_name)
-        report.adapted = adapted
-        return report
+    def _checkpoint_target(self) -> nn.Module:
+        return self.model
 
     def _maybe_load(self, weights: str | None) -> None:
         if weights is not None:
-            self.load_report = self.load_official(weights)
+            self.load_official(weights)
         self.freeze()

@@ -28,6 +28,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import torch
 
 __all__ = [
+    "OfficialCheckpointLoader",
     "CheckpointError",
     "CheckpointMismatchError",
     "LoadReport",
@@ -268,6 +269,55 @@ def load_converted(
     with torch.no_grad():
         for k, v in converted.items():
             own[k].copy_(v.to(dtype=own[k].dtype))
+
+
+class OfficialCheckpointLoader:
+    """Mixin: ``load_official(path)`` / ``load_official_state_dict(sd)`` for the image and the text encoders.
+
+    The subclass provides ``model_name``, ``_official_keys() -> (used, ignored)`` (names in the file),
+    ``_convert(sd) -> (converted, adapted)`` (file names -> target names, shape adaptations) and
+    ``_checkpoint_target()`` (the module the converted tensors load into). Converted keys starting with "@" are
+    not loaded into the target; they are handed to ``_load_extra(extra)`` (e.g. SigLIP's logit scale / bias).
+    """
+
+    def load_official(self, path: str, strict: bool = True) -> LoadReport:
+        """Load the official checkpoint file at ``path`` (formats: :func:`read_state_dict`).
+
+        Args:
+            strict: when True, a missing or unexpected key raises :class:`CheckpointMismatchError`; when False
+                they are only listed in the report (present keys are still loaded, absent ones keep their values).
+        Returns:
+            :class:`LoadReport` in the file's key names.
+        """
+        path = str(path)
+        sd, _ = read_state_dict(path)
+        return self.load_official_state_dict(sd, source=path, strict=strict)
+
+    def load_official_state_dict(self, sd: Dict[str, torch.Tensor], source: str = "<state dict>",
+                                 strict: bool = True) -> LoadReport:
+        """As :meth:`load_official` for a state dict already read with :func:`read_state_dict`."""
+        used, ignored = self._official_keys()
+        report = check_source_keys(sd, path=source, model=self.model_name, used=used, ignored=ignored,
+                                   allow_missing=not strict, allow_unexpected=not strict)
+        matched = set(report.matched)
+        sd32 = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items() if k in matched}
+        converted, adapted = self._convert(sd32)
+        extra = {k[1:]: converted.pop(k) for k in list(converted) if k.startswith("@")}
+        target = self._checkpoint_target()
+        own = target.state_dict()
+        if not strict:
+            converted = {k: v for k, v in converted.items() if k in own}
+            for k, v in own.items():
+                converted.setdefault(k, v)
+        load_converted(target, converted, path=source, model=self.model_name)
+        self._load_extra(extra)
+        report.adapted = adapted
+        self.load_report = report
+        return report
+
+    def _load_extra(self, extra: Dict[str, torch.Tensor]) -> None:
+        if extra:
+            raise CheckpointMismatchError(f"{self.model_name}: unexpected encoder-level tensors {sorted(extra)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -27,11 +27,9 @@ from torch import nn
 
 from .checkpoints import (
     LoadReport,
-    check_source_keys,
+    OfficialCheckpointLoader,
     clip_layout,
     eva02_layout,
-    load_converted,
-    read_state_dict,
     siglip_layout,
     split_keys,
     tensor_shape_str,
@@ -43,7 +41,7 @@ __all__ = ["PromptTextEncoder", "CLIPTextEncoder", "EVA02TextEncoder", "SigLIPTe
 logger = logging.getLogger(__name__)
 
 
-class PromptTextEncoder(nn.Module):
+class PromptTextEncoder(OfficialCheckpointLoader, nn.Module):
     """Shared logic: context insertion, pooling, projection, caching, loading. See module docstring."""
 
     model_name = "text tower"
@@ -140,40 +138,22 @@ class PromptTextEncoder(nn.Module):
             adapted.append(f"{key}: {tensor_shape_str(v)} -> {tensor_shape_str(v[:L])} (truncated)")
         return v[:L]
 
-    def load_official(self, path: str, strict: bool = True) -> LoadReport:
-        """Load this text tower from the official file (the same file as the image tower for CLIP / EVA / SigLIP).
-
-        Raises :class:`CheckpointMismatchError` on missing / unexpected keys when ``strict``; returns a
-        :class:`LoadReport` in the file's names. The context vectors are not in the file and keep their values.
-        """
-        path = str(path)
-        sd, _ = read_state_dict(path)
-        return self.load_official_state_dict(sd, source=path, strict=strict)
+    def _checkpoint_target(self) -> nn.Module:
+        return self.tower
 
     def load_official_state_dict(self, sd: Dict[str, torch.Tensor], source: str = "<state dict>",
                                  strict: bool = True) -> LoadReport:
-        """As :meth:`load_official` for a state dict already read with ``checkpoints.read_state_dict``."""
-        path = source
-        used, ignored = self._official_keys()
-        report = check_source_keys(sd, path=path, model=self.model_name, used=used, ignored=ignored,
-                                   allow_missing=not strict, allow_unexpected=not strict)
-        matched = set(report.matched)
-        sd32 = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items() if k in matched}
-        converted, adapted = self._convert(sd32)
-        extra = {k: converted.pop(k) for k in list(converted) if k.startswith("@")}  # encoder-level buffers
-        own = self.tower.state_dict()
-        if not strict:
-            converted = {k: v for k, v in converted.items() if k in own}
-            for k, v in own.items():
-                converted.setdefault(k, v)
-        load_converted(self.tower, converted, path=path, model=self.model_name)
-        with torch.no_grad():
-            for k, v in extra.items():
-                getattr(self, k[1:]).copy_(v.reshape(()).to(getattr(self, k[1:]).dtype))
-        report.adapted = adapted
+        """Load this text tower from an official file's state dict (the same file as the image tower for CLIP /
+        EVA / SigLIP). The context vectors are not in the file and keep their values."""
+        report = super().load_official_state_dict(sd, source=source, strict=strict)
         self._out_cache = None
-        self.load_report = report
         return report
+
+    def _load_extra(self, extra: Dict[str, torch.Tensor]) -> None:
+        """Encoder-level buffers from the file (SigLIP's logit scale and bias)."""
+        with torch.no_grad():
+            for name, v in extra.items():
+                getattr(self, name).copy_(v.reshape(()).to(getattr(self, name).dtype))
 
 
 def _tokenize_bpe(names: List[str], length: int, model_name: str) -> torch.Tensor:
