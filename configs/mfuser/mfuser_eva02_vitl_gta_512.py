@@ -10,6 +10,8 @@ Evaluate:  python tools/lazyconfig_train_net.py --eval-only \
                train.init_checkpoint=PATH/TO/checkpoint.pth
 Other targets: add 'dataloader.targets=[name,...]' (any registered dataset; see configs/common/data/semseg_dg.py).
 """
+from mfuser.engine.optimizer import OFFICIAL_CUSTOM_KEYS
+
 from ..common.data.gta5 import dataloader
 from ..common.models.mfuser_eva02 import model
 from ..common.optim import AdamW as optimizer
@@ -28,6 +30,7 @@ model.text_encoder.weights = PRETRAINED_VLM
 model.class_names.dataset_name = "${dataloader.train.names}"
 
 optimizer.weight_decay = 1e-05  # published: 1e-4 for CLIP, 1e-5 for EVA02 / SigLIP
+optimizer.params.custom_keys = OFFICIAL_CUSTOM_KEYS["eva02"]  # the official paramwise_cfg.custom_keys
 
 train.output_dir = "./output/mfuser_eva02_vitl_gta_512"
 

@@ -1,6 +1,6 @@
 """Checkpointing for training: atomic writes and strict, explainable loading.
 
-Two departures from :class:`detectron2.checkpoint.DetectionCheckpointer`, both deliberate:
+Departures from :class:`detectron2.checkpoint.DetectionCheckpointer`, all deliberate:
 
 * **Atomic save.** fvcore writes ``model_XXXX.pth`` in place and then rewrites ``last_checkpoint`` in
   place; a job killed half-way through leaves a truncated file that ``--resume`` then tries to load.
@@ -10,6 +10,9 @@ Two departures from :class:`detectron2.checkpoint.DetectionCheckpointer`, both d
 * **Frozen weights not stored.** Parameters under the model's ``checkpoint_optional_prefixes`` (frozen
   encoders loaded from their official files) are left out of saved checkpoints: they are rebuilt from
   those files, and keeping them would add ~3 GB per checkpoint at full size.
+* **Official MFuser files.** A published MMSegmentation checkpoint (``iter_*.pth``) given as
+  ``train.init_checkpoint`` is recognised and converted in memory
+  (:func:`mfuser.engine.official_checkpoint.convert_official_checkpoint`), with one log line.
 * **Strict load.** fvcore only *logs* missing / unexpected keys and silently drops tensors whose shape
   differs, so a checkpoint of another model "loads" and evaluates as garbage. Here any such key raises
   :class:`CheckpointMismatchError` naming the keys, except missing keys under the prefixes the model
@@ -26,6 +29,8 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 # One exception hierarchy for every checkpoint in the project (pretrained encoder files and trained models).
 from mfuser.modeling.encoders.checkpoints import CheckpointError, CheckpointMismatchError
+
+from .official_checkpoint import convert_official_checkpoint, is_official_checkpoint
 
 __all__ = ["CheckpointError", "CheckpointMismatchError", "MFuserCheckpointer", "optional_checkpoint_prefixes"]
 
@@ -107,6 +112,23 @@ class MFuserCheckpointer(DetectionCheckpointer):
         if path and "://" not in path and not os.path.isfile(path.split("?")[0]):
             raise FileNotFoundError(f"Checkpoint file not found: {path!r} (train.init_checkpoint or --resume target)")
         return super().load(path, checkpointables=checkpointables)
+
+    def _torch_load(self, f: str) -> Dict[str, Any]:
+        """Read ``f`` with one clear error for a truncated / corrupt file; convert official MFuser files."""
+        try:
+            loaded = super()._torch_load(f)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise CheckpointError(f"{f}: cannot read as a torch checkpoint (truncated or corrupt?): "
+                                  f"{type(e).__name__}: {msg[:300]}") from None
+        if is_official_checkpoint(loaded):
+            model = self.model.module if isinstance(self.model, (DistributedDataParallel, DataParallel)) else self.model
+            state, report = convert_official_checkpoint(loaded, model, source=f)
+            logger.info(f"{f}: official MFuser ({report.variant}) checkpoint converted in memory: "
+                        f"{len(report.renamed) + len(report.frozen)} keys mapped, {len(report.dropped)} dropped "
+                        "on purpose (tools/convert_mfuser_checkpoint.py prints the full report)")
+            return {"model": state, "__author__": "official MFuser (converted)"}
+        return loaded
 
     def _load_model(self, checkpoint: Any):
         incompatible = super()._load_model(checkpoint)

@@ -9,7 +9,11 @@ from mfuser.modeling.encoders import CLIPTextEncoder, CLIPVisionEncoder, DINOv2E
 
 from .mfuser_eva02 import model
 
-model.backbone.vfm = L(DINOv2Encoder)(patch_size=16, img_size=512, weights=None)
-model.backbone.vlm = L(CLIPVisionEncoder)(patch_size=16, img_size=512, weights=None)
+# official: 14x14 kernels resized to 16x16 by plain interpolation (bicubic DINOv2, bilinear CLIP); CLIP's CLS token
+# gets its class embedding twice; stochastic depth 0.1 on the frozen CLIP blocks while training
+model.backbone.vfm = L(DINOv2Encoder)(patch_size=16, img_size=512, patch_resample="interpolate", pos_resample="dinov2",
+                                      weights=None)
+model.backbone.vlm = L(CLIPVisionEncoder)(patch_size=16, img_size=512, patch_resample="interpolate",
+                                          double_class_embedding=True, drop_path_rate=0.1, weights=None)
 model.backbone.fusion_projections = True
 model.text_encoder = L(CLIPTextEncoder)(n_ctx=5, weights=None)

@@ -2,6 +2,9 @@
 
 Pretrained files are set by the training configs (configs/mfuser/*.py); here they are None so that
 the model builds with random frozen weights (tests, FLOP counts).
+
+Every setting computes (and trains) what the official code does; where this project offers its own
+alternative the official value is written out here with the option's name (docs/reference.md lists them).
 """
 from detectron2.config import LazyCall as L
 
@@ -18,11 +21,13 @@ NUM_CLASSES = 19
 
 model = L(MFuser)(
     backbone=L(MFuserBackbone)(
-        vfm=L(DINOv2Encoder)(patch_size=14, img_size=512, weights=None),
+        vfm=L(DINOv2Encoder)(patch_size=14, img_size=512, patch_resample="interpolate", pos_resample="dinov2",
+                             weights=None),
         vlm=L(EVA02VisionEncoder)(img_size=512, weights=None),
         tap_indices=(7, 11, 15, 23),
         fusion_projections=False,
         activation_checkpointing=False,
+        frozen_encoders_eval=False,  # official: the frozen encoders follow train/eval mode
     ),
     text_encoder=L(EVA02TextEncoder)(n_ctx=8, weights=None),
     text_enhancer=L(MTEnhancer)(text_dim=768, visual_dim=768, width=256, num_blocks=1),
@@ -32,9 +37,14 @@ model = L(MFuser)(
         ),
         transformer_decoder=L(TextQueryTransformerDecoder)(text_dim=768, num_classes=NUM_CLASSES),
     ),
-    criterion=L(MFuserCriterion)(num_classes=NUM_CLASSES),
+    # official: ignore pixels are negatives of every mask in the point-sampled BCE / Dice
+    criterion=L(MFuserCriterion)(num_classes=NUM_CLASSES, mask_ignore_as_background=True),
     class_names=L(dataset_class_names)(dataset_name="cityscapes_val"),
     inference_mode="slide",
     crop_size=(512, 512),
     stride=(341, 341),
+    # official: a 512 window's scores are resized to the whole window (36x36 tokens cover 504 px); training
+    # labels cover the whole crop
+    window_score_resize="full",
+    score_map_avg_non_ignore=False,  # official: score-map CE averaged over all pixels, ignored ones count 0
 )

@@ -9,7 +9,9 @@ from mfuser.modeling.encoders import DINOv2Encoder, SigLIPTextEncoder, SigLIPVis
 
 from .mfuser_eva02 import model
 
-model.backbone.vfm = L(DINOv2Encoder)(patch_size=16, img_size=512, weights=None)
+# official: DINOv2's 14x14 kernel resized to 16x16 by plain bicubic interpolation
+model.backbone.vfm = L(DINOv2Encoder)(patch_size=16, img_size=512, patch_resample="interpolate", pos_resample="dinov2",
+                                      weights=None)
 model.backbone.vlm = L(SigLIPVisionEncoder)(img_size=512, weights=None)
 model.text_encoder = L(SigLIPTextEncoder)(n_ctx=5, tokenizer_path="pretrained/siglip_spiece.model", weights=None)
 model.text_enhancer.text_dim = 1024

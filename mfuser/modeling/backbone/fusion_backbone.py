@@ -130,6 +130,7 @@ class MFuserBackbone(Backbone):
         fusion_projections: bool = False,
         pyramid_norm: str = "naiveSyncBN",
         activation_checkpointing: bool = False,
+        frozen_encoders_eval: bool = False,
     ):
         """
         Args:
@@ -148,6 +149,10 @@ class MFuserBackbone(Backbone):
                 BN in one process, and stays fp32 under autocast.
             activation_checkpointing: recompute each block (both encoders + its fuser) in the
                 backward pass instead of storing its activations.
+            frozen_encoders_eval: keep the frozen encoders in eval mode while the model trains (True:
+                deterministic frozen features). False (the official code) lets them follow the model's mode,
+                so stochastic depth configured in an encoder (the published CLIP config: drop_path_rate 0.1)
+                fires on its frozen blocks in training. The encoders have no other train-mode behaviour.
         """
         super().__init__()
         for attr in ("embed_dim", "num_blocks", "patch_size"):
@@ -167,6 +172,7 @@ class MFuserBackbone(Backbone):
             encoder.requires_grad_(False)
         self.tap_indices = tap_indices
         self.activation_checkpointing = activation_checkpointing
+        self.frozen_encoders_eval = frozen_encoders_eval
         width = vfm.embed_dim
         self.fusers = nn.ModuleList(
             MVFuser(width, d_state=d_state, d_conv=d_conv, bidirectional=bidirectional) for _ in range(vfm.num_blocks)
@@ -187,10 +193,11 @@ class MFuserBackbone(Backbone):
         return self.vlm.out_dim
 
     def train(self, mode: bool = True):
-        """The frozen encoders always stay in eval mode (no dropout / drop-path noise)."""
+        """With ``frozen_encoders_eval`` the frozen encoders stay in eval mode (no drop-path noise)."""
         super().train(mode)
-        self.vfm.eval()
-        self.vlm.eval()
+        if self.frozen_encoders_eval:
+            self.vfm.eval()
+            self.vlm.eval()
         return self
 
     def _fuse_block(self, i: int, xv: torch.Tensor, xl: torch.Tensor, grid: tuple[int, int]):

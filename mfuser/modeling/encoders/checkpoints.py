@@ -293,16 +293,40 @@ class OfficialCheckpointLoader:
         sd, _ = read_state_dict(path)
         return self.load_official_state_dict(sd, source=path, strict=strict)
 
-    def load_official_state_dict(self, sd: Dict[str, torch.Tensor], source: str = "<state dict>",
-                                 strict: bool = True) -> LoadReport:
-        """As :meth:`load_official` for a state dict already read with :func:`read_state_dict`."""
+    def convert_official_state_dict(
+        self, sd: Dict[str, torch.Tensor], source: str = "<state dict>", strict: bool = True,
+        optional: Sequence[str] = (),
+    ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], LoadReport]:
+        """Check and convert an official file's state dict without loading it.
+
+        Args:
+            sd: the file's tensors, in the file's names.
+            source: named in errors and the report.
+            strict: missing / unexpected file keys raise :class:`CheckpointMismatchError`.
+            optional: file keys that may be missing even when ``strict`` (e.g. SigLIP's ``logit_*``, which an
+                official MFuser checkpoint does not hold).
+
+        Returns:
+            (converted, extra, report): ``converted`` in the names of ``self._checkpoint_target()``'s state dict
+            (float32), ``extra`` the encoder-level tensors for ``_load_extra``, and the :class:`LoadReport`.
+        """
         used, ignored = self._official_keys()
-        report = check_source_keys(sd, path=source, model=self.model_name, used=used, ignored=ignored,
+        optional = set(optional)
+        required = [k for k in used if k not in optional or k in sd]
+        report = check_source_keys(sd, path=source, model=self.model_name, used=required,
+                                   ignored=[*ignored, *(k for k in used if k not in required)],
                                    allow_missing=not strict, allow_unexpected=not strict)
         matched = set(report.matched)
         sd32 = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items() if k in matched}
         converted, adapted = self._convert(sd32)
         extra = {k[1:]: converted.pop(k) for k in list(converted) if k.startswith("@")}
+        report.adapted = adapted
+        return converted, extra, report
+
+    def load_official_state_dict(self, sd: Dict[str, torch.Tensor], source: str = "<state dict>",
+                                 strict: bool = True) -> LoadReport:
+        """As :meth:`load_official` for a state dict already read with :func:`read_state_dict`."""
+        converted, extra, report = self.convert_official_state_dict(sd, source=source, strict=strict)
         target = self._checkpoint_target()
         own = target.state_dict()
         if not strict:
@@ -311,7 +335,6 @@ class OfficialCheckpointLoader:
                 converted.setdefault(k, v)
         load_converted(target, converted, path=source, model=self.model_name)
         self._load_extra(extra)
-        report.adapted = adapted
         self.load_report = report
         return report
 

@@ -5,7 +5,7 @@ from typing import Dict, Tuple
 
 import torch
 from open_clip.transformer import QuickGELU, VisionTransformer
-from timm.layers import resample_abs_pos_embed
+from timm.layers import drop_path, resample_abs_pos_embed
 
 from .base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenImageEncoder, resize_kernel
 from .checkpoints import clip_layout, split_keys, tensor_shape_str
@@ -24,10 +24,16 @@ class CLIPVisionEncoder(FrozenImageEncoder):
         output_dim: text-space width of ``visual.proj`` (768).
         patch_resample: "pi" (timm pseudo-inverse resize on bilinear interpolation, default; keeps a resized patch's
             embedding) or "interpolate" (plain bilinear ``F.interpolate``, exactly the published code).
+        double_class_embedding: True (default, the published code): the class token is ``class_embedding`` and
+            the class position ``positional_embedding[0] + class_embedding``, so the CLS token before ``ln_pre`` is
+            ``pos[0] + 2 * class_embedding``; a published MFuser-CLIP checkpoint was trained with it. False: the
+            CLIP formulation ``pos[0] + class_embedding`` (as OpenAI / open_clip), for models trained that way.
+        drop_path_rate: stochastic depth of the frozen blocks (published config: 0.1; default 0 = deterministic).
+            Block ``i`` drops its two residual branches with rate ``linspace(0, drop_path_rate, layers)[i]``, only
+            while this module is in training mode (see ``block``).
         weights: path of ``ViT-L-14-336px.pt`` (the OpenAI TorchScript archive) to load, or None.
 
-    Tokens ``[CLS, patches...]`` after ``ln_pre``; input RGB 0..255, OpenAI-CLIP-normalised inside. The published
-    code builds CLIP with drop_path 0.1 that fires on the frozen blocks; here the frozen blocks are deterministic.
+    Tokens ``[CLS, patches...]`` after ``ln_pre``; input RGB 0..255, OpenAI-CLIP-normalised inside.
     """
 
     pos_interpolation = "bilinear"
@@ -43,9 +49,13 @@ class CLIPVisionEncoder(FrozenImageEncoder):
         img_size: int = 512,
         output_dim: int = 768,
         patch_resample: str = "pi",
+        double_class_embedding: bool = True,
+        drop_path_rate: float = 0.0,
         weights: str | None = None,
     ):
         super().__init__()
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.model = VisionTransformer(
             image_size=img_size, patch_size=patch_size, width=width, layers=layers, heads=heads,
             mlp_ratio=mlp_ratio, output_dim=output_dim, act_layer=QuickGELU,
@@ -57,26 +67,58 @@ class CLIPVisionEncoder(FrozenImageEncoder):
         self.out_dim = output_dim
         self.built_grid = tuple(self.model.grid_size)
         self.patch_resample = patch_resample
+        self.double_class_embedding = bool(double_class_embedding)
+        self.drop_path_rate = float(drop_path_rate)
+        # the published code's stochastic-depth decay rule: rate i of linspace(0, drop_path_rate, layers); on the
+        # CPU so that a build under a meta-device context still gets numbers
+        self.drop_path_rates = torch.linspace(0, drop_path_rate, layers, device="cpu").tolist()
         self.model_name = f"CLIP ViT image tower (width {width}, layers {layers})"
         self._init_norm(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
         self.load_report = None
         self._maybe_load(weights)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) RGB 0..255 -> (B, 1 + h*w, C): conv1, class token, position embedding, ln_pre."""
+        """(B, 3, H, W) RGB 0..255 -> (B, 1 + h*w, C): conv1, class token, position embedding, ln_pre.
+
+        CLS before ``ln_pre``: ``class_embedding + (pos[0] + class_embedding)`` with ``double_class_embedding``
+        (the published code's order of additions), else ``class_embedding + pos[0]``.
+        """
         m = self.model
         x = m.conv1(self.normalize(images))  # (B, C, h, w)
         B, C, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)
         x = torch.cat([m.class_embedding.view(1, 1, C).expand(B, -1, -1).to(x.dtype), x], dim=1)
-        x = x + self._pos_for_grid(m.positional_embedding.unsqueeze(0), (h, w)).to(x.dtype)
+        pos = self._pos_for_grid(m.positional_embedding.unsqueeze(0), (h, w)).to(x.dtype)  # (1, 1 + h*w, C)
+        if self.double_class_embedding:
+            # The published CLIP tower adds class_embedding to the class position as well as using it as the class
+            # token, so the CLS token carries it twice.
+            cls_pos = pos[:, :1] + m.class_embedding.view(1, 1, C).to(x.dtype)
+            pos = torch.cat([cls_pos, pos[:, 1:]], dim=1)
+        x = x + pos
         return m.ln_pre(x)
 
     def block(self, i: int, tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        """Run residual attention block ``i`` on (B, 1 + h*w, C) tokens."""
+        """Run residual attention block ``i`` on (B, 1 + h*w, C) tokens.
+
+        open_clip's ``ResidualAttentionBlock.forward`` (``ls_1`` / ``ls_2`` are identities for CLIP), with stochastic
+        depth on both residual branches at rate ``drop_path_rates[i]`` while ``self.training``. The published code
+        runs its blocks on sequence-first (L, B, C) tokens and timm's ``drop_path`` draws one keep/drop per entry of
+        the first axis, so a branch is dropped per token position, with the same draw for every image of the batch;
+        the draw here is made on the same (L, B, C) view. At rate 0 or in eval mode the result is bit-identical to
+        ``resblocks[i](tokens)``.
+        """
         self._check_block(i)
         self._check_tokens(tokens, grid)
-        return self.model.transformer.resblocks[i](tokens)
+        blk = self.model.transformer.resblocks[i]
+        rate = self.drop_path_rates[i]
+        x = tokens + self._drop_path(blk.ls_1(blk.attention(q_x=blk.ln_1(tokens))), rate)
+        return x + self._drop_path(blk.ls_2(blk.mlp(blk.ln_2(x))), rate)
+
+    def _drop_path(self, branch: torch.Tensor, rate: float) -> torch.Tensor:
+        """(B, L, C) residual branch -> timm ``drop_path`` applied to its (L, B, C) view (one draw per token)."""
+        if rate == 0.0 or not self.training:
+            return branch
+        return drop_path(branch.transpose(0, 1), rate, True).transpose(0, 1)
 
     def finish(self, tokens: torch.Tensor, grid: Tuple[int, int], residual: torch.Tensor | None = None):
         """(tokens [+ residual]) -> ln_post -> proj on every token.

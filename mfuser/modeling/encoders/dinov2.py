@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 import torch
+import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as timm_vit_filter
 
@@ -24,6 +25,13 @@ class DINOv2Encoder(FrozenImageEncoder):
         init_values: LayerScale init (overwritten by the checkpoint).
         drop_path_rate: stochastic depth; 0 keeps the frozen blocks deterministic.
         pos_interpolation: "bicubic" as DINOv2 / MFuser (37x37 -> grid at load, and at runtime).
+        pos_resample: how the position embedding is fitted to the input grid at runtime (loading always resamples
+            37x37 -> built grid by size). "dinov2" (default, DINOv2's own ``interpolate_pos_encoding`` that the
+            published code runs): unchanged when the input has the built number of patches and a square image,
+            else ``pos_interpolation`` of the square patch grid with ``scale_factor = ((h + 0.1) / n, (w + 0.1) / n)``
+            (n = built grid side), in float32; PyTorch then samples at ``(i + 0.5) / scale - 0.5``, slightly off the
+            size-based positions. "size": timm's ``resample_abs_pos_embed`` to the target size (samples at
+            ``(i + 0.5) * n / h - 0.5``), geometrically exact. Both give the same result on the built grid.
         patch_resample: "pi" (timm's pseudo-inverse kernel resize with bicubic interpolation, default: it keeps a
             patch's embedding unchanged when the patch is resized with it) or "interpolate" (plain bicubic
             ``F.interpolate`` of the kernel, bit-for-bit what the published MFuser code does).
@@ -47,9 +55,12 @@ class DINOv2Encoder(FrozenImageEncoder):
         drop_path_rate: float = 0.0,
         pos_interpolation: str = "bicubic",
         patch_resample: str = "pi",
+        pos_resample: str = "dinov2",
         weights: str | None = None,
     ):
         super().__init__()
+        if pos_resample not in ("dinov2", "size"):
+            raise ValueError(f"pos_resample must be 'dinov2' or 'size', got {pos_resample!r}")
         self.model = VisionTransformer(
             img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
             mlp_ratio=mlp_ratio, init_values=init_values, num_classes=0, global_pool="token", class_token=True,
@@ -62,6 +73,9 @@ class DINOv2Encoder(FrozenImageEncoder):
         self.built_grid = tuple(self.model.patch_embed.grid_size)
         self.pos_interpolation = pos_interpolation
         self.patch_resample = patch_resample
+        self.pos_resample = pos_resample
+        if pos_resample == "dinov2" and self.built_grid[0] != self.built_grid[1]:
+            raise ValueError(f"pos_resample='dinov2' needs a square position-embedding grid, got {self.built_grid}")
         self.mlp_ratio = mlp_ratio
         self.model_name = f"DINOv2 ViT (dim {embed_dim}, depth {depth})"
         self._init_norm(IMAGENET_MEAN, IMAGENET_STD)
@@ -74,7 +88,36 @@ class DINOv2Encoder(FrozenImageEncoder):
         x, (h, w) = self._timm_patchify(self.model.patch_embed, self.normalize(images))
         B = x.shape[0]
         x = torch.cat([self.model.cls_token.expand(B, -1, -1), x], dim=1)
-        return x + self._pos_for_grid(self.model.pos_embed, (h, w))
+        return x + self.pos_for_input((h, w), tuple(images.shape[-2:])).to(x.dtype)
+
+    def pos_for_input(self, grid: Tuple[int, int], image_hw: Tuple[int, int]) -> torch.Tensor:
+        """(1, 1 + h*w, C) position embedding for an (H, W) = ``image_hw`` input with token grid ``grid`` = (h, w).
+
+        ``pos_resample`` "size": resample to ``grid`` by size. "dinov2": DINOv2's runtime rule (see the class
+        docstring). Its early exit compares the token count with the built one and the image *pixel* height with
+        the width, as DINOv2 does: a non-square image with the built grid (e.g. 512x520 px, patch 16) is still
+        resampled (by a scale factor 32.1 / 32).
+        """
+        pos = self.model.pos_embed
+        if self.pos_resample == "size":
+            return self._pos_for_grid(pos, grid)
+        h, w = int(grid[0]), int(grid[1])
+        n = self.built_grid[0]
+        if h * w == n * n and int(image_hw[0]) == int(image_hw[1]):
+            return pos
+        P = self.num_prefix_tokens
+        posf = pos.float()
+        C = posf.shape[-1]
+        patch = posf[:, P:].reshape(1, n, n, C).permute(0, 3, 1, 2)
+        # DINOv2 offsets the target grid by 0.1 against floor rounding of the output size (DINO issue 8); the
+        # scale factor (not the size) then also sets PyTorch's source coordinates.
+        scale = ((h + 0.1) / n, (w + 0.1) / n)
+        patch = F.interpolate(patch, scale_factor=scale, mode=self.pos_interpolation)
+        if tuple(patch.shape[-2:]) != (h, w):
+            raise RuntimeError(f"{self.model_name}: position resample {n}x{n} -> {(h, w)} gave "
+                               f"{tuple(patch.shape[-2:])}")
+        patch = patch.permute(0, 2, 3, 1).reshape(1, h * w, C)
+        return torch.cat([posf[:, :P], patch], dim=1).to(pos.dtype)
 
     def block(self, i: int, tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
         """Run block ``i`` on (B, 1 + h*w, C) tokens."""

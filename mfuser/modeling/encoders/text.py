@@ -317,7 +317,10 @@ class SigLIPTextEncoder(PromptTextEncoder):
         act_layer: "gelu_tanh" as the released weights (HF ``gelu_pytorch_tanh``).
         weights: path of ``siglip_vitl16_384.pth`` (HF ``SiglipModel`` names), or None.
 
-    ``score_calibration`` returns ``(exp(logit_scale), logit_bias)`` from buffers loaded with the weights.
+    ``score_calibration`` returns ``(exp(logit_scale), logit_bias)``: two scalar buffers set by ``load_official``
+    from the pretrained file (defaults log 10 and -10 without it). They are non-persistent (not in ``state_dict``):
+    the published MFuser keeps them as plain attributes read from the SigLIP file, so its checkpoints do not hold
+    them, and they only calibrate the training-time score-map loss.
     """
 
     pool = "last"
@@ -335,8 +338,9 @@ class SigLIPTextEncoder(PromptTextEncoder):
                                 norm_layer=functools.partial(LayerNorm, eps=1e-6))
         super().__init__(tower, n_ctx=n_ctx, name_length=name_length, ctx_init_std=ctx_init_std)
         self.tokenizer = tokenizer
-        self.register_buffer("logit_scale", torch.tensor(math.log(10.0)))
-        self.register_buffer("logit_bias", torch.tensor(-10.0))
+        # Non-persistent: an official MFuser checkpoint has no such keys (they come from the pretrained file).
+        self.register_buffer("logit_scale", torch.tensor(math.log(10.0)), persistent=False)
+        self.register_buffer("logit_bias", torch.tensor(-10.0), persistent=False)
         self.model_name = f"SigLIP text tower (width {width}, layers {layers})"
         if weights is not None:
             self.load_official(weights)

@@ -6,10 +6,11 @@
   ``detectron2.projects.point_rend.point_features``); deep supervision over every prediction set.
 * :func:`score_map_loss`: the pixel-text alignment loss (DenseCLIP / tqdm "score map").
 
-Ignore pixels (``ignore_label``, also the padding label of detectron2 mappers) in the mask losses
--- a deliberate departure from the reference: tqdm's ``ToMask`` (like Mask2Former's mapper) drops
-255 from the class list and leaves those pixels 0 in every binary mask, so they act as negatives
-for all K queries. Here (default ``mask_ignore_as_background=False``) they are *excluded*:
+Ignore pixels (``ignore_label``, also the padding label of detectron2 mappers) in the mask losses:
+the official code's ``ToMask`` (like Mask2Former's mapper) drops 255 from the class list and leaves
+those pixels 0 in every binary mask, so they act as negatives for all K queries. That is the default
+(``mask_ignore_as_background=True``). With ``mask_ignore_as_background=False`` (this project's
+alternative) they are *excluded*:
 
 * every sampled point carries a weight = bilinear sample of the valid (!= ignore) map, i.e. the
   fraction of valid pixels around it; points inside ignore regions get weight 0;
@@ -18,8 +19,8 @@ for all K queries. Here (default ``mask_ignore_as_background=False``) they are *
 * importance sampling ranks only points whose neighbourhood at mask resolution contains a valid
   pixel, so the point budget is not spent on unlabelled regions.
 
-Hence predictions inside ignore regions (and the padding of a batch) do not change the loss.
-``mask_ignore_as_background=True`` reproduces the reference behaviour.
+Hence predictions inside ignore regions (and the padding of a batch) do not change the loss, and
+the model is not taught to predict "no class" on unlabelled pixels.
 
 ``pred_masks`` (B, K, h, w) and ``sem_seg`` (B, H, W) must cover the same field of view (the
 padded input image; h = H / 4 when H is divisible by 4): points are sampled in normalised [0, 1]
@@ -58,8 +59,8 @@ class MFuserCriterion(nn.Module):
         oversample_ratio, importance_sample_ratio: PointRend importance sampling parameters.
         ignore_label: label of unlabelled / padded pixels in ``sem_seg``.
         deep_supervision: also compute the losses of every ``aux_outputs`` set (suffix ``_i``).
-        mask_ignore_as_background: treat ignore pixels as negatives of every mask (the reference) instead of
-            excluding them (default; see the module docstring).
+        mask_ignore_as_background: treat ignore pixels as negatives of every mask (True, the official code) or
+            exclude them from the mask losses (False; see the module docstring).
     """
 
     def __init__(
@@ -75,7 +76,7 @@ class MFuserCriterion(nn.Module):
         importance_sample_ratio: float = 0.75,
         ignore_label: int = 255,
         deep_supervision: bool = True,
-        mask_ignore_as_background: bool = False,
+        mask_ignore_as_background: bool = True,
     ):
         super().__init__()
         if num_classes < 1:
@@ -209,6 +210,7 @@ def score_map_loss(
     scale,
     bias=None,
     ignore_label: int = 255,
+    avg_non_ignore: bool = False,
 ) -> torch.Tensor:
     """Pixel-text alignment loss (reference §3.3): CE of the cosine score map against the labels.
 
@@ -221,7 +223,10 @@ def score_map_loss(
         sem_seg: (B, H, W) long labels.
         scale: float or scalar tensor (1 / 0.07 for CLIP / EVA02; exp(logit_scale) for SigLIP).
         bias: optional float or scalar tensor (SigLIP's logit_bias).
-        ignore_label: label excluded from the loss.
+        ignore_label: label whose pixels contribute 0.
+        avg_non_ignore: divide the summed per-pixel CE by the number of labelled pixels (True) or by the number
+            of all pixels, ignored ones included (False: the official code, mmseg's ``CrossEntropyLoss`` default
+            ``avg_non_ignore=False``; the loss then weighs less in batches with much unlabelled area).
 
     Returns:
         scalar loss (unweighted); 0 (with a graph) when every pixel is ignored.
@@ -242,4 +247,7 @@ def score_map_loss(
     score = F.interpolate(score, size=sem_seg.shape[-2:], mode="bilinear", align_corners=False)
     if not (sem_seg != ignore_label).any():
         return score.sum() * 0.0
-    return F.cross_entropy(score.float(), sem_seg.long(), ignore_index=ignore_label)
+    if avg_non_ignore:
+        return F.cross_entropy(score.float(), sem_seg.long(), ignore_index=ignore_label)
+    per_pixel = F.cross_entropy(score.float(), sem_seg.long(), ignore_index=ignore_label, reduction="none")
+    return per_pixel.mean()

@@ -31,7 +31,7 @@ class TextPixelDecoderLayer(nn.Module):
     """
 
     def __init__(self, *, d_model: int = 256, num_heads: int = 8, num_levels: int = 3, num_points: int = 4,
-                 ffn_dim: int = 1024, dropout: float = 0.0):
+                 ffn_dim: int = 2048, dropout: float = 0.0):
         super().__init__()
         self.self_attn = MSDeformAttn(d_model, num_levels, num_heads, num_points)
         self.norm1 = nn.LayerNorm(d_model)
@@ -75,7 +75,11 @@ class MFuserPixelDecoder(nn.Module):
         mask_dim: channels of the mask features (256).
         num_layers: encoder layers (6).
         num_heads, num_points: MSDeformAttn / cross-attention heads and deformable points.
-        ffn_dim: encoder FFN width (1024).
+        ffn_dim: encoder FFN width (2048, as the official code builds it: its config's deprecated
+            ``feedforward_channels=2048`` overrides the ``ffn_cfgs`` value 1024 that the reference notes quoted).
+        encoder_post_norm: LayerNorm on the encoder's output before it feeds the multi-scale memories and the
+            FPN (the official encoder's ``post_norm``; True). False drops it (an identity at initialisation,
+            a different function once trained: kept only for checkpoints trained without it).
         dropout: encoder dropout.
         transformer_in_features: features that go through the encoder (their order is irrelevant; they
             are processed from the coarsest to the finest).
@@ -94,7 +98,8 @@ class MFuserPixelDecoder(nn.Module):
         num_layers: int = 6,
         num_heads: int = 8,
         num_points: int = 4,
-        ffn_dim: int = 1024,
+        ffn_dim: int = 2048,
+        encoder_post_norm: bool = True,
         dropout: float = 0.0,
         transformer_in_features=("res3", "res4", "res5"),
         common_stride: int = 4,
@@ -140,6 +145,7 @@ class MFuserPixelDecoder(nn.Module):
                                   num_points=num_points, ffn_dim=ffn_dim, dropout=dropout)
             for _ in range(num_layers)
         )
+        self.encoder_norm = nn.LayerNorm(conv_dim) if encoder_post_norm else None
 
         self.lateral_convs = nn.ModuleList()
         self.output_convs = nn.ModuleList()
@@ -222,6 +228,8 @@ class MFuserPixelDecoder(nn.Module):
         text_pos = self.text_pos.weight[None]
         for layer in self.layers:
             src = layer(src, pos, reference_points, spatial_shapes, level_start_index, text_tokens, text_pos)
+        if self.encoder_norm is not None:
+            src = self.encoder_norm(src)
 
         multi_scale_features = [
             y.transpose(1, 2).reshape(B, self.conv_dim, h, w)

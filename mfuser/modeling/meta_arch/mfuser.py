@@ -82,6 +82,8 @@ class MFuser(nn.Module):
         crop_size: tuple[int, int] = (512, 512),
         stride: tuple[int, int] = (341, 341),
         window_batch_size: int = 6,
+        window_score_resize: str = "full",
+        score_map_avg_non_ignore: bool = False,
     ):
         """
         Args:
@@ -97,6 +99,16 @@ class MFuser(nn.Module):
             inference_mode: "slide" (windows of ``crop_size`` every ``stride``, averaged) or "whole".
             crop_size, stride: (height, width) of the sliding windows (reference: 512, 341).
             window_batch_size: windows per forward pass in sliding-window inference.
+            window_score_resize: how the head's 1/4-grid scores are mapped back onto an input whose size is
+                not a multiple of the patch (a 512 px window with /14 encoders: 36x36 tokens cover 504 px).
+                ``"full"`` (the official code): resize them to the whole input, stretching the covered 504 px
+                over 512, and in training compare predictions with the labels of the whole crop.
+                ``"covered"`` (this project's geometric choice): resize them to the covered 504 px and
+                replicate-pad the uncovered border; in training, crop the labels to the covered area.
+                Identical for /16 encoders on 512 px windows (everything is covered).
+            score_map_avg_non_ignore: the pixel-text score-map loss is a mean over all pixels with ignored ones
+                counting 0 (False, the official mmseg ``avg_non_ignore=False``) or over labelled pixels only
+                (True).
         """
         super().__init__()
         if inference_mode not in ("slide", "whole"):
@@ -119,6 +131,10 @@ class MFuser(nn.Module):
         self.crop_size = tuple(crop_size)
         self.stride = tuple(stride)
         self.window_batch_size = int(window_batch_size)
+        if window_score_resize not in ("full", "covered"):
+            raise ValueError(f"window_score_resize must be 'full' or 'covered'; got {window_score_resize!r}")
+        self.window_score_resize = window_score_resize
+        self.score_map_avg_non_ignore = bool(score_map_avg_non_ignore)
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
 
     @classmethod
@@ -199,7 +215,7 @@ class MFuser(nn.Module):
                 )
             targets.append(seg.to(self.device))
         # No rounding to a multiple of the patch: the grid covers what it covers (36x36 tokens of a 512 crop
-        # for /14 encoders, as published), and the losses are restricted to the covered area below.
+        # for /14 encoders, as published); window_score_resize decides which labels the predictions meet.
         height = max(img.shape[-2] for img in images)
         width = max(img.shape[-1] for img in images)
         batch = torch.cat([_pad_image(img[None], height, width) for img in images])
@@ -207,22 +223,26 @@ class MFuser(nn.Module):
         for i, seg in enumerate(targets):
             sem_seg[i, : seg.shape[0], : seg.shape[1]] = seg
         outputs, dense_emb, enhanced = self._forward_features(batch, self._text())
-        ch, cw = self._covered((height, width))
-        sem_seg = sem_seg[:, :ch, :cw]
+        if self.window_score_resize == "covered":
+            ch, cw = self._covered((height, width))
+            sem_seg = sem_seg[:, :ch, :cw]
         losses = self.criterion(outputs, sem_seg)
         if self.score_map_weight > 0:
             scale, bias = self.text_encoder.score_calibration()
             losses["loss_score_map"] = self.score_map_weight * score_map_loss(
-                dense_emb, enhanced, sem_seg, scale=scale, bias=bias, ignore_label=self.ignore_label
+                dense_emb, enhanced, sem_seg, scale=scale, bias=bias, ignore_label=self.ignore_label,
+                avg_non_ignore=self.score_map_avg_non_ignore,
             )
         return losses
 
     # ---------------------------------------------------------------------------------------------
     def _predict(self, windows: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) -> (N, K, H, W) class scores; the uncovered border replicates its neighbour."""
+        """(N, 3, H, W) -> (N, K, H, W) class scores, resized as ``window_score_resize`` says."""
         outputs, _, _ = self._forward_features(windows, text)
         scores = semantic_inference(outputs["pred_logits"], outputs["pred_masks"])
         hw = tuple(windows.shape[-2:])
+        if self.window_score_resize == "full":
+            return F.interpolate(scores, size=hw, mode="bilinear", align_corners=False)
         ch, cw = self._covered(hw)
         scores = F.interpolate(scores, size=(ch, cw), mode="bilinear", align_corners=False)
         if (ch, cw) != hw:

@@ -6,7 +6,7 @@ repository root::
 
     python tools/lazyconfig_train_net.py --eval-only \
         --config-file projects/ACDC/configs/mfuser_eva02_vitl_city_acdc.py \
-        train.init_checkpoint=PATH/TO/mfuser-eva02-vit-l-city.pth
+        train.init_checkpoint=PATH/TO/mfuser_eva02_city.pth
 
 The ACDC folders are read from ``$DETECTRON2_DATASETS/acdc`` (see projects/ACDC/README.md).
 """

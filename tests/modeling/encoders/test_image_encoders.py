@@ -144,8 +144,9 @@ def test_dinov2_matches_timm_forward_at_native_grid(tiny_files):
 
 
 def test_clip_matches_open_clip_at_native_grid(tiny_files):
+    # open_clip's CLIP adds the class embedding once (the published MFuser code twice, the encoder's default)
     enc = CLIPVisionEncoder(width=32, layers=2, heads=2, patch_size=14, img_size=70, output_dim=24,
-                            weights=tiny_files["clip"]).eval()
+                            double_class_embedding=False, weights=tiny_files["clip"]).eval()
     ref = OCVisionTransformer(image_size=70, patch_size=14, width=32, layers=2, heads=2, mlp_ratio=4.0,
                               output_dim=24, act_layer=QuickGELU).eval()
     sd, _ = read_state_dict(tiny_files["clip"])
@@ -225,7 +226,10 @@ def test_adapted_shapes_in_report(kind, tiny_files):
 def test_kernel_resize_keeps_constant_image_response(kind, tiny_files):
     """14->16 kernel + 5x5->4x4 pos-embed: a constant 64x64 image through the adapted model ~ a constant 56x56 image
     through the unadapted /14 model (same 4x4 grid). Plain kernel interpolation (the published code) is far off."""
-    native = {"dinov2": dict(patch_size=14, img_size=70), "clip": dict(patch_size=14, img_size=70)}[kind]
+    # the /14 reference resamples its 5x5 positions to 4x4 at runtime; by size, as the adapted models did at load
+    # (DINOv2's runtime scale-factor rule would sample them slightly elsewhere)
+    native = {"dinov2": dict(patch_size=14, img_size=70, pos_resample="size"),
+              "clip": dict(patch_size=14, img_size=70)}[kind]
     ref = tiny(kind, **native, weights=tiny_files[kind]).eval()
     pi = tiny(kind, weights=tiny_files[kind]).eval()
     plain = tiny(kind, patch_resample="interpolate", weights=tiny_files[kind]).eval()

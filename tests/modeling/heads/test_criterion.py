@@ -48,7 +48,7 @@ def test_targets_fixed_assignment_and_no_object():
 def test_perfect_prediction_beats_permuted_one():
     torch.manual_seed(0)
     sem = _sem_seg()
-    crit = MFuserCriterion(num_classes=K, num_points=256)
+    crit = MFuserCriterion(num_classes=K, num_points=256, mask_ignore_as_background=False)
     good = _perfect_outputs(sem)
     losses = crit(good, sem)
     assert set(losses) == {f"{n}{s}" for n in ("loss_ce", "loss_mask", "loss_dice") for s in ("", "_0", "_1")}
@@ -98,11 +98,16 @@ def test_ignore_pixels_do_not_contribute(as_background):
             torch.testing.assert_close(after[name], base[name])
 
 
+def test_ignore_pixels_are_mask_negatives_by_default_as_in_the_official_code():
+    assert MFuserCriterion(num_classes=K).mask_ignore_as_background is True
+
+
 def test_mask_losses_match_dense_computation_when_sampling_everything():
     """With many random points the sampled losses approach the dense per-pixel BCE / Dice over valid pixels."""
     torch.manual_seed(0)
     sem = _sem_seg()
-    crit = MFuserCriterion(num_classes=K, num_points=20000, importance_sample_ratio=0.0, deep_supervision=False)
+    crit = MFuserCriterion(num_classes=K, num_points=20000, importance_sample_ratio=0.0, deep_supervision=False,
+                           mask_ignore_as_background=False)
     masks = torch.randn(2, K, 8, 12)
     out = {"pred_logits": torch.zeros(2, K, K + 1), "pred_masks": masks}
     losses = crit(out, sem)
@@ -148,9 +153,14 @@ def test_score_map_loss_equals_direct_computation():
     score = F.interpolate(score + 0.5, size=(20, 28), mode="bilinear", align_corners=False)
     valid = sem != 255
     logp = score.log_softmax(1)
-    expected = -logp.gather(1, sem.clamp(max=K - 1)[:, None])[:, 0][valid].mean()
+    nll = -logp.gather(1, sem.clamp(max=K - 1)[:, None])[:, 0]
+    # official (mmseg avg_non_ignore=False): the sum over labelled pixels divided by ALL pixels
+    expected = nll[valid].sum() / sem.numel()
     got = score_map_loss(dense, text, sem, scale=1 / 0.07, bias=0.5)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # avg_non_ignore=True: the mean over labelled pixels only
+    torch.testing.assert_close(score_map_loss(dense, text, sem, scale=1 / 0.07, bias=0.5, avg_non_ignore=True),
+                               nll[valid].mean(), atol=1e-5, rtol=1e-5)
     # a shared (K, Dt) text matrix broadcasts; every pixel ignored -> 0
     torch.testing.assert_close(score_map_loss(dense[:1], text[0], sem[:1], scale=1 / 0.07, bias=0.5),
                                score_map_loss(dense[:1], text[:1], sem[:1], scale=1 / 0.07, bias=0.5))

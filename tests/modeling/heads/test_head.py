@@ -128,7 +128,8 @@ def test_tiny_head_overfits_one_batch():
 
 
 def test_full_size_parameter_counts():
-    """Reference §7.5: pixel decoder 8.93 M, 9 decoder layers 14.21 M, rest 0.47 M, head 23.61 M (CLIP/EVA text 768)."""
+    """The official model (manifests): pixel decoder 12,086,208 (FFN 2048 + encoder post-LayerNorm), head 26,766,292;
+    9 decoder layers 14.21 M, rest 0.47 M (CLIP/EVA text 768)."""
     shapes = {f"res{i}": ShapeSpec(channels=2048, stride=2 ** i) for i in range(2, 6)}
     pd = MFuserPixelDecoder(input_shape=shapes, text_dim=768, num_text_tokens=19)
     dec = TextQueryTransformerDecoder(text_dim=768, num_classes=19)
@@ -136,10 +137,10 @@ def test_full_size_parameter_counts():
     def count(m):
         return sum(p.numel() for p in m.parameters())
 
-    assert round(count(pd) / 1e6, 2) == 8.93
+    assert count(pd) == 12_086_208
     assert round(count(dec.layers) / 1e6, 2) == 14.21
     assert round((count(dec) - count(dec.layers)) / 1e6, 2) == 0.47
-    assert round(count(MFuserHead(pixel_decoder=pd, transformer_decoder=dec)) / 1e6, 2) == 23.61
+    assert count(MFuserHead(pixel_decoder=pd, transformer_decoder=dec)) == 26_766_292
 
 
 def test_pre_norm_decoder_and_input_projection():
@@ -161,3 +162,24 @@ def test_sine_position_encoding_values():
     i, j = 2, 3
     torch.testing.assert_close(pos[0, 0, i, j], torch.tensor(math.sin((i + 1) / (4 + 1e-6) * 2 * math.pi)))
     torch.testing.assert_close(pos[0, 9, i, j], torch.tensor(math.cos((j + 1) / (5 + 1e-6) * 2 * math.pi)))
+
+
+def test_pixel_decoder_encoder_output_is_layer_normed():
+    """Official: the encoder ends with a post-LayerNorm whose output feeds the multi-scale memories and the FPN."""
+    torch.manual_seed(0)
+    pd = tiny_head().pixel_decoder
+    assert pd.layers[0].linear1.out_features == 64
+    assert MFuserPixelDecoder(input_shape={f"res{i}": ShapeSpec(channels=8, stride=2 ** i) for i in range(2, 6)},
+                              text_dim=8, num_text_tokens=2).layers[0].linear1.out_features == 2048  # official width
+    with torch.no_grad():
+        pd.encoder_norm.weight.fill_(2.0)
+        pd.encoder_norm.bias.fill_(0.5)
+    _, ms = pd(features_for(1, GRIDS["odd"]), torch.randn(1, K, TEXT_DIM))
+    tokens = torch.cat([x.flatten(2) for x in ms], 2)[0]  # (C, S): every token normalised over C, then 2x + 0.5
+    torch.testing.assert_close(tokens.mean(0), torch.full((tokens.shape[1],), 0.5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(tokens.var(0, unbiased=False), torch.full((tokens.shape[1],), 4.0), atol=1e-3, rtol=1e-3)
+    # without the post-norm (this project's old function): the tokens are not normalised
+    pd.encoder_norm = None
+    _, ms = pd(features_for(1, GRIDS["odd"]), torch.randn(1, K, TEXT_DIM))
+    tokens = torch.cat([x.flatten(2) for x in ms], 2)[0]
+    assert (tokens.mean(0) - 0.5).abs().max() > 0.1

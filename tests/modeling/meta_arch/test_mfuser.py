@@ -4,9 +4,11 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from detectron2.config import LazyConfig, instantiate
 from detectron2.utils.events import EventStorage
 
+from mfuser.modeling.meta_arch.mfuser import semantic_inference
 from tests.conftest import REPO_ROOT
 
 TINY = os.path.join(REPO_ROOT, "configs", "common", "models", "mfuser_tiny.py")
@@ -56,17 +58,24 @@ def test_train_forward_gradients_reach_exactly_the_trainable_parameters(tiny_mod
     assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
 
 
-def test_frozen_encoders_are_deterministic_in_training(tiny_model):
-    model = tiny_model
-    model.train()
-    assert not model.backbone.vfm.training and not model.backbone.vlm.training
-    images = torch.rand(1, 3, 128, 128) * 255
+@pytest.mark.parametrize("frozen_encoders_eval", [False, True])
+def test_frozen_encoders_follow_the_train_mode_unless_asked_not_to(frozen_encoders_eval):
+    """Official: the frozen encoders are in train mode while training, so CLIP's drop path fires on them."""
+    cfg = LazyConfig.load(TINY)
+    cfg.model.backbone.vlm.drop_path_rate = 0.5
+    cfg.model.backbone.frozen_encoders_eval = frozen_encoders_eval
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).train()
     bb = model.backbone
+    assert bb.vfm.training == bb.vlm.training == (not frozen_encoders_eval)
+    images = torch.rand(2, 3, 128, 128) * 255
     grid = bb.vfm.grid((128, 128))
     with torch.no_grad():
-        a = bb.vlm.block(0, bb.vlm.embed(images), grid)
-        b = bb.vlm.block(0, bb.vlm.embed(images), grid)
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
+        a = bb.vlm.block(3, bb.vlm.embed(images), grid)
+        b = bb.vlm.block(3, bb.vlm.embed(images), grid)
+    assert torch.equal(a, b) == frozen_encoders_eval
+    model.eval()
+    assert not bb.vfm.training and not bb.vlm.training
 
 
 def test_eval_output_format_and_size(tiny_model):
@@ -147,3 +156,40 @@ def test_overfits_one_small_batch():
             opt.step()
             history.append(loss.item())
     assert history[-1] < 0.5 * history[0], history
+
+
+@pytest.mark.parametrize("mode", ["full", "covered"])
+def test_window_scores_of_a_partly_covered_window(mode):
+    """A 132 px window with patch 8: 16x16 tokens cover 128 px. Official ("full"): the 1/4-grid scores are
+    stretched over the whole window; "covered": resized to 128 px and the 4 uncovered rows/columns replicated."""
+    model = build_tiny(window_score_resize=mode).eval()
+    windows = torch.rand(1, 3, 132, 132) * 255
+    text = model._text()
+    with torch.no_grad():
+        outputs, _, _ = model._forward_features(windows, text)
+        scores = semantic_inference(outputs["pred_logits"], outputs["pred_masks"])  # (1, K, 32, 32)
+        got = model._predict(windows, text)
+    assert got.shape == (1, NUM_CLASSES, 132, 132)
+    if mode == "full":
+        torch.testing.assert_close(got, F.interpolate(scores, size=(132, 132), mode="bilinear", align_corners=False))
+    else:
+        torch.testing.assert_close(got[..., :128, :128],
+                                   F.interpolate(scores, size=(128, 128), mode="bilinear", align_corners=False))
+        assert torch.equal(got[..., 128:, :128], got[..., 127:128, :128].expand(-1, -1, 4, -1))
+
+
+@pytest.mark.parametrize("mode, label_size", [("full", 132), ("covered", 128)])
+def test_training_labels_cover_the_crop_the_window_resize_says(mode, label_size, monkeypatch):
+    model = build_tiny(window_score_resize=mode).train()
+    seen = []
+    criterion_forward = model.criterion.forward
+    monkeypatch.setattr(model.criterion, "forward",
+                        lambda out, sem: seen.append(sem.shape) or criterion_forward(out, sem))
+    with EventStorage():
+        model(make_batch(num=1, size=(132, 132)))
+    assert seen == [(1, label_size, label_size)]
+
+
+def test_bad_window_score_resize_is_refused():
+    with pytest.raises(ValueError, match="window_score_resize"):
+        build_tiny(window_score_resize="stretch")
