@@ -124,9 +124,9 @@ class MFuserCheckpointer(DetectionCheckpointer):
         if is_official_checkpoint(loaded):
             model = self.model.module if isinstance(self.model, (DistributedDataParallel, DataParallel)) else self.model
             state, report = convert_official_checkpoint(loaded, model, source=f)
-            logger.info(f"{f}: official MFuser ({report.variant}) checkpoint converted in memory: "
-                        f"{len(report.renamed) + len(report.frozen)} keys mapped, {len(report.dropped)} dropped "
-                        "on purpose (tools/convert_mfuser_checkpoint.py prints the full report)")
+            self.logger.info(f"{f}: official MFuser ({report.variant}) checkpoint converted in memory: "
+                             f"{len(report.renamed) + len(report.frozen)} keys mapped, {len(report.dropped)} dropped "
+                             "on purpose (tools/convert_mfuser_checkpoint.py prints the full report)")
             return {"model": state, "__author__": "official MFuser (converted)"}
         return loaded
 

@@ -41,3 +41,20 @@ def test_clip_variant_has_the_per_block_projections_and_eva02_not():
     assert not hasattr(eva.backbone, "proj_in")
     assert clip.backbone.vfm.patch_size == clip.backbone.vlm.patch_size == 16
     assert eva.backbone.vfm.patch_size == eva.backbone.vlm.patch_size == 14
+
+
+@pytest.mark.parametrize("variant", ["clip", "eva02", "siglip"])
+def test_full_size_configs_compute_the_official_function(variant):
+    """Every setting where this project offers an alternative is at the official value (docs/reference.md)."""
+    cfg = LazyConfig.load(os.path.join(MODELS, f"mfuser_{variant}.py")).model
+    assert cfg.backbone.frozen_encoders_eval is False
+    assert cfg.criterion.mask_ignore_as_background is True
+    assert cfg.window_score_resize == "full" and cfg.score_map_avg_non_ignore is False
+    assert cfg.get("score_softmax", False) is False
+    assert cfg.backbone.vfm.patch_resample == "interpolate" and cfg.backbone.vfm.pos_resample == "dinov2"
+    if variant == "clip":
+        assert cfg.backbone.vlm.patch_resample == "interpolate"
+        assert cfg.backbone.vlm.double_class_embedding is True and cfg.backbone.vlm.drop_path_rate == 0.1
+    model = build_on_meta(variant)
+    pd = model.head.pixel_decoder
+    assert pd.layers[0].linear1.out_features == 2048 and pd.encoder_norm is not None

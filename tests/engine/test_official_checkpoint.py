@@ -255,3 +255,40 @@ def test_bad_keys_and_shapes_are_named(clip_files, tmp_path):
     meta_says_eva = {**ckpt, "meta": {"config": "model = dict(type='MFuser_EVA_CLIP')"}}
     with pytest.raises(CheckpointMismatchError, match="meta.config"):
         detect_variant(meta_says_eva["state_dict"], meta_says_eva["meta"], "x.pth")
+
+
+# ------------------------------------------------------------------------------------------ the train/eval tool
+TRAIN_NET = os.path.join(REPO_ROOT, "tools", "lazyconfig_train_net.py")
+QUICKSTART = os.path.join(REPO_ROOT, "configs", "quickstart", "mfuser_tiny_synthetic.py")
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    from mfuser.data.synthetic import generate_all
+
+    root = str(tmp_path_factory.mktemp("synthetic"))
+    generate_all(root, num_source=2, num_target=1, size=(256, 128))
+    return root
+
+
+def eval_only(root, init, out):
+    return subprocess.run(
+        [sys.executable, TRAIN_NET, "--eval-only", "--config-file", QUICKSTART, f"train.init_checkpoint={init}",
+         f"train.output_dir={out}", "dataloader.targets=[synthetic_cityscapes_val]"],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+        env={**os.environ, "MFUSER_SYNTHETIC_ROOT": root, "PYTHONWARNINGS": "ignore"})
+
+
+def test_eval_only_takes_an_official_file_and_refuses_another_variant(clip_files, synthetic_root, tmp_path):
+    _, path = clip_files
+    res = eval_only(synthetic_root, path, str(tmp_path / "ok"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "official MFuser (clip) checkpoint converted in memory" in res.stdout + res.stderr
+    assert os.path.isfile(tmp_path / "ok" / "results.json")
+
+    eva = str(tmp_path / "iter_eva.pth")
+    torch.save(official_checkpoint(tiny_model("eva02", tmp_path, seed=0)), eva)
+    res = eval_only(synthetic_root, eva, str(tmp_path / "bad"))
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()
+    assert any(line.startswith("error: ") and eva in line and "eva02" in line and "clip" in line for line in last)

@@ -63,7 +63,7 @@ class MFuser(nn.Module):
 
     Outputs: in training a dict of scalar losses; in inference ``[{"sem_seg": (K, height, width)}]``
     holding per-class scores (softmax over classes without no-object times the sigmoid masks,
-    averaged over overlapping windows).
+    averaged over overlapping windows; with ``score_softmax`` a softmax over the K classes of those).
     """
 
     @configurable
@@ -84,6 +84,7 @@ class MFuser(nn.Module):
         window_batch_size: int = 6,
         window_score_resize: str = "full",
         score_map_avg_non_ignore: bool = False,
+        score_softmax: bool = False,
     ):
         """
         Args:
@@ -109,6 +110,9 @@ class MFuser(nn.Module):
             score_map_avg_non_ignore: the pixel-text score-map loss is a mean over all pixels with ignored ones
                 counting 0 (False, the official mmseg ``avg_non_ignore=False``) or over labelled pixels only
                 (True).
+            score_softmax: return ``softmax`` over the classes of the averaged scores, as the official
+                ``inference()`` does before its argmax (True), instead of the averaged scores themselves (False,
+                Mask2Former's semantic output). The argmax, hence every prediction and mIoU, is the same.
         """
         super().__init__()
         if inference_mode not in ("slide", "whole"):
@@ -135,6 +139,7 @@ class MFuser(nn.Module):
             raise ValueError(f"window_score_resize must be 'full' or 'covered'; got {window_score_resize!r}")
         self.window_score_resize = window_score_resize
         self.score_map_avg_non_ignore = bool(score_map_avg_non_ignore)
+        self.score_softmax = bool(score_softmax)
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
 
     @classmethod
@@ -282,5 +287,7 @@ class MFuser(nn.Module):
             out_hw = (int(x.get("height", image.shape[-2])), int(x.get("width", image.shape[-1])))
             if out_hw != tuple(scores.shape[-2:]):
                 scores = F.interpolate(scores, size=out_hw, mode="bilinear", align_corners=False)
+            if self.score_softmax:
+                scores = scores.softmax(dim=1)
             results.append({"sem_seg": scores[0]})
         return results
