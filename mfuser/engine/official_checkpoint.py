@@ -212,7 +212,8 @@ class ConversionReport:
         source: the file (or a description).
         variant: "clip", "eva02" or "siglip".
         renamed: official key -> this project's key, for the trainable parts.
-        frozen: official key -> this project's key, for the frozen encoders (empty keys: left out on request).
+        frozen: official key -> prefix of the module it was converted into, for the frozen encoders (the
+            encoders' converters may rename, split or merge tensors, so there is no one-to-one key map).
         dropped: official key -> reason, for tensors deliberately not converted.
         adapted: shape adaptations done by the encoders' converters (none for a published checkpoint).
         left_out: converted frozen keys not written (``keep_frozen=False``).
