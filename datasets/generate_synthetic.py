@@ -1,79 +1,8 @@
 #!/usr/bin/env python
-"""Generate the synthetic street-scene domains (one source, three targets) under ROOT.
-
-Writes ``ROOT/source`` (GTA5 layout), ``ROOT/target_cityscapes`` (Cityscapes val layout),
-``ROOT/target_bdd`` (BDD100K 10k val layout) and ``ROOT/target_mapillary`` (Mapillary val layout);
-see :mod:`mfuser.data.synthetic` for the scenes and the domain shifts. Deterministic per ``--seed``.
-
-Re-running with the same arguments skips finished domains and regenerates an interrupted one; a ROOT
-with other content is refused unless ``--overwrite`` (which replaces only the generated folders).
-
-Example::
-
-    python datasets/generate_synthetic.py datasets/synthetic --num-source 400 --num-target 100 --workers 2
-"""
-
-import argparse
-import os
+"""Generate the synthetic street-scene domains under ROOT (``--help``; the code: :mod:`mfuser.data.synthetic.cli`)."""
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from mfuser.data.synthetic import generate_all  # noqa: E402
-
-
-def _size(text: str):
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (e.g. 512x256), got {text!r}") from None
-    return w, h
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("root", metavar="ROOT", help="output directory (one sub-folder per domain)")
-    p.add_argument("--num-source", type=_positive, default=400, help="images in the source domain (default 400)")
-    p.add_argument("--num-target", type=_positive, default=100, help="images in each target domain (default 100)")
-    p.add_argument("--size", type=_size, default=(512, 256), help="image size WIDTHxHEIGHT (default 512x256)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace the generated folders of a non-empty ROOT")
-    return p
-
-
-def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
-    t0 = time.perf_counter()
-    try:
-        roots = generate_all(
-            args.root,
-            num_source=args.num_source,
-            num_target=args.num_target,
-            size=args.size,
-            seed=args.seed,
-            workers=args.workers,
-            overwrite=args.overwrite,
-        )
-    except (FileExistsError, NotADirectoryError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"Synthetic domains ready in {time.perf_counter() - t0:.1f}s:")
-    for domain, root in roots.items():
-        print(f"  {domain:18s} {root}")
-    return 0
-
+from mfuser.data.synthetic.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,11 +3,12 @@
 
 Usage:
     python tools/analyze_model.py --config-file configs/common/models/mfuser_eva02.py [--json]
-        [--size 512] [--no-flops] [KEY=VALUE ...]
+        [--size HxW] [--no-flops] [KEY=VALUE ...]
 
-The config may be a model config (top-level ``model``) or a full training config. FLOPs are counted
-by fvcore at SIZE x SIZE for one image in whole-image mode; fvcore does not count the selective scan
-(a custom op), which is small next to the linear layers around it. With ``--no-flops`` the model is built
+The config may be a model config (top-level ``model``) or a full training config. FLOPs are counted for one
+SIZE image in whole-image mode by :mod:`mfuser.utils.flops` (fvcore plus the attention ops its table lacks,
+the counter tools/benchmark.py uses); the selective scan (a custom op) is not counted, and it is small next
+to the linear layers around it. With ``--no-flops`` the model is built
 on the meta device (no memory, seconds). A SigLIP text tokenizer file that is not there does not stop the
 parameter count (it only tokenises class names); the FLOP count is then skipped, and the output says why.
 """
@@ -16,19 +17,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import sys
 
 import torch
 from detectron2.config import LazyConfig, instantiate
 
+from mfuser.utils.cli import size_hw
+from mfuser.utils.flops import image_flops
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--config-file", required=True, help="LazyConfig file defining `model`")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--size", type=int, default=512, help="square input size for the FLOP count")
+    parser.add_argument("--size", type=size_hw, default=(512, 512), help="input size HxW (or N) for the FLOP count")
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (parameters only)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides")
     return parser.parse_args(argv)
@@ -51,31 +54,16 @@ def module_rows(model: torch.nn.Module, depth: int = 2) -> list[dict]:
     return rows
 
 
-def count_flops(model: torch.nn.Module, size: int) -> float:
-    """Total FLOPs (fvcore counts one fused multiply-add as one flop) for one size x size image."""
-    from detectron2.utils.analysis import FlopCountAnalysis
-
-    model.eval()
-    if hasattr(model, "inference_mode"):
-        model.inference_mode = "whole"
-        model.crop_size = (size, size)
-    inputs = [{"image": torch.randint(0, 256, (3, size, size), dtype=torch.uint8), "height": size, "width": size}]
-    analysis = FlopCountAnalysis(model, inputs)
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    logging.getLogger("fvcore").setLevel(logging.ERROR)
-    return float(analysis.total())
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         cfg = LazyConfig.load(args.config_file)
     except FileNotFoundError:
-        print(f"analyze_model: config file not found: {args.config_file}", file=sys.stderr)
+        print(f"error: config file not found: {args.config_file}", file=sys.stderr)
         return 2
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     if "model" not in cfg:
-        print(f"analyze_model: {args.config_file} defines no `model`", file=sys.stderr)
+        print(f"error: {args.config_file} defines no `model`", file=sys.stderr)
         return 2
     skip_flops = None
     tokenizer = cfg.model.get("text_encoder", {}).get("tokenizer_path", None)
@@ -97,9 +85,8 @@ def main(argv=None) -> int:
     if skip_flops is not None and not args.no_flops:
         result["flops_skipped"] = skip_flops
     elif not args.no_flops:
-        with torch.no_grad():
-            result["flops"] = count_flops(model, args.size)
-        result["flops_input_size"] = args.size
+        result["flops"], _ = image_flops(model, args.size)
+        result["flops_input_size"] = list(args.size)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -108,7 +95,8 @@ def main(argv=None) -> int:
         print(f"{row['module']:<40} {row['params']:>14,} {row['trainable']:>14,}")
     print(f"{'total':<40} {result['total_params']:>14,} {result['trainable_params']:>14,}")
     if "flops" in result:
-        print(f"FLOPs at {args.size}x{args.size} (fvcore, 1 image, whole mode): {result['flops'] / 1e9:.1f} G")
+        h, w = args.size
+        print(f"FLOPs at {h}x{w} (fvcore + attention handles, 1 image, whole mode): {result['flops'] / 1e9:.1f} G")
     return 0
 
 

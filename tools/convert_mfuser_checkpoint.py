@@ -64,12 +64,12 @@ def build_meta_model(config_file: str):
 def convert(args) -> None:
     import torch
 
-    from mfuser.data.labels import atomic_save
     from mfuser.engine.official_checkpoint import (
         convert_official_checkpoint,
         detect_variant,
         read_official_checkpoint,
     )
+    from mfuser.utils.io import atomic_write
 
     if os.path.exists(args.output) and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
@@ -93,7 +93,7 @@ def convert(args) -> None:
         "mfuser_official": {"source": os.path.basename(args.input), "variant": variant,
                             "iter": meta.get("iter"), "frozen_kept": not args.drop_frozen},
     }
-    atomic_save(lambda tmp: torch.save(data, tmp), args.output, suffix=".pth")
+    atomic_write(args.output, lambda tmp: torch.save(data, tmp), suffix=".pth")
     print(report.summary())
     size = os.path.getsize(args.output) / 2**20
     print(f"wrote {args.output}: {len(state)} tensors, {size:.1f} MiB ({time.time() - t0:.1f} s); "

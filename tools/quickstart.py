@@ -22,8 +22,7 @@ import shutil
 import sys
 import time
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TOOLS)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "quickstart", "mfuser_tiny_synthetic.py")
 MARKER = ".mfuser_quickstart.json"
 DEMO_IMAGES_PER_DOMAIN = 2
@@ -64,7 +63,7 @@ def baseline_rows(data_root: str, targets: dict) -> dict:
     """Majority-class baseline (predict the most frequent source class everywhere) per target dataset."""
     from detectron2.data import DatasetCatalog
 
-    from mfuser.data.synthetic import class_histogram, majority_class_baseline
+    from mfuser.evaluation.baselines import class_histogram, majority_class_baseline
 
     source_hist = class_histogram([d["sem_seg_file_name"] for d in DatasetCatalog.get(targets["source"])])
     return {
@@ -90,7 +89,6 @@ def format_summary(results: dict, baselines: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.time()
-    sys.path.insert(0, TOOLS)
     import torch
 
     if args.threads:
@@ -120,17 +118,18 @@ def main(argv=None) -> int:
         print(f"[quickstart] resuming the run in {out}", flush=True)
 
     # 3. train + evaluate (the evaluation hook runs after the last iteration)
-    import lazyconfig_train_net as train_net
     from detectron2.config import LazyConfig
+
+    from mfuser.engine.defaults import CLEAR_ERRORS, format_error, run_train_net
 
     opts = [f"train.output_dir={out}", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0"]
     opts += list(args.opts)
     train_args = argparse.Namespace(config_file=CONFIG, resume=True, eval_only=False, opts=opts, num_gpus=1,
                                     num_machines=1, machine_rank=0, dist_url="auto")
     try:
-        train_net.main(train_args)
-    except train_net.CLEAR_ERRORS as e:
-        print(train_net._error(e), file=sys.stderr)
+        run_train_net(train_args)
+    except CLEAR_ERRORS as e:
+        print(format_error(e), file=sys.stderr)
         return 1
     train_time = time.time() - train_start
 
@@ -145,18 +144,21 @@ def main(argv=None) -> int:
         json.dump({"results": results, "majority_class_baseline": baselines}, f, indent=2)
 
     # 5. plots and demo overlays
-    import demo
-    import plot_metrics
+    from detectron2.data import DatasetCatalog
 
-    plot_metrics.main([out])
+    from mfuser.engine import MFuserPredictor
+    from mfuser.engine.demo import run_demo
+    from mfuser.utils.plots import plot_metrics
+
+    for path in plot_metrics(out):
+        print(path)
     final = os.path.join(out, "model_final.pth")
     demo_dir = os.path.join(out, "demo")
     for name in targets["targets"]:
-        from detectron2.data import DatasetCatalog
-
         files = [d["file_name"] for d in DatasetCatalog.get(name)[:DEMO_IMAGES_PER_DOMAIN]]
-        demo.main(["--config-file", CONFIG, "--input", *files, "--output", os.path.join(demo_dir, name),
-                   "--dataset", name, "--opts", f"train.init_checkpoint={final}", *opts])
+        predictor = MFuserPredictor(cfg, dataset=name, weights=final)
+        failed = run_demo(predictor, files, os.path.join(demo_dir, name))
+        print(f"{len(files) - len(failed)} image(s) written to {os.path.join(demo_dir, name)}")
 
     print("\n[quickstart] target-domain results (tiny MFuser trained on the source domain):")
     print(summary)

@@ -13,6 +13,7 @@ train = dict(
     # periodic checkpoints (written atomically; model_final.pth at the end)
     checkpointer=dict(period=2000, max_to_keep=1),
     eval_period=20000,  # evaluate on every target of dataloader.targets; <=0 or > max_iter: only at the end
+    eval_subset=None,  # images per target in the evaluations before the last iteration (None: all)
     log_period=50,
     device="cuda",  # "cpu" works too (DDP then uses gloo)
     seed=2023,  # fixes the sampler stream too, which makes --resume continue at the same sample

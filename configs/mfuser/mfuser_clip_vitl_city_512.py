@@ -1,7 +1,7 @@
 """MFuser, DINOv2-L + CLIP-L/14-336,
 trained on Cityscapes train (512x512 crops, batch 2 per GPU, 20k iterations),
 evaluated on BDD100K val, Mapillary val.
-Paper (reference §7): C->B 65.58, C->M 78.10 (avg 71.84).
+Paper (docs/reference.md, "Published results"): C->B 65.58, C->M 78.10 (avg 71.84).
 
 Train:     python tools/lazyconfig_train_net.py \
                --config-file configs/mfuser/mfuser_clip_vitl_city_512.py

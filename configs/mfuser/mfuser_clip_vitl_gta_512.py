@@ -1,7 +1,7 @@
 """MFuser, DINOv2-L + CLIP-L/14-336,
 trained on GTA5 (512x512 crops, batch 2 per GPU, 20k iterations),
 evaluated on Cityscapes val, BDD100K val, Mapillary val.
-Paper (reference §7): G->C 71.24, G->B 61.08, G->M 71.14 (avg 67.82).
+Paper (docs/reference.md, "Published results"): G->C 71.24, G->B 61.08, G->M 71.14 (avg 67.82).
 
 Train:     python tools/lazyconfig_train_net.py \
                --config-file configs/mfuser/mfuser_clip_vitl_gta_512.py

@@ -1,7 +1,7 @@
 """MFuser, DINOv2-L + EVA02-CLIP-L/14-336,
 trained on Cityscapes train (512x512 crops, batch 2 per GPU, 20k iterations),
 evaluated on BDD100K val, Mapillary val.
-Paper (reference §7): C->B 65.81, C->M 77.93 (avg 71.87).
+Paper (docs/reference.md, "Published results"): C->B 65.81, C->M 77.93 (avg 71.87).
 
 Train:     python tools/lazyconfig_train_net.py \
                --config-file configs/mfuser/mfuser_eva02_vitl_city_512.py

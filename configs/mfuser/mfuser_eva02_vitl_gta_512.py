@@ -1,7 +1,7 @@
 """MFuser, DINOv2-L + EVA02-CLIP-L/14-336,
 trained on GTA5 (512x512 crops, batch 2 per GPU, 20k iterations),
 evaluated on Cityscapes val, BDD100K val, Mapillary val.
-Paper (reference §7): G->C 70.19, G->B 63.13, G->M 71.28 (avg 68.20).
+Paper (docs/reference.md, "Published results"): G->C 70.19, G->B 63.13, G->M 71.28 (avg 68.20).
 
 Train:     python tools/lazyconfig_train_net.py \
                --config-file configs/mfuser/mfuser_eva02_vitl_gta_512.py

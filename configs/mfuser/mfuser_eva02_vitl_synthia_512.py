@@ -1,7 +1,7 @@
 """MFuser, DINOv2-L + EVA02-CLIP-L/14-336,
 trained on SYNTHIA (512x512 crops, batch 2 per GPU, 20k iterations),
 evaluated on Cityscapes val, BDD100K val, Mapillary val.
-Paper (reference §7): S->C 54.17, S->B 46.67, S->M 53.22 (avg 51.35).
+Paper (docs/reference.md, "Published results"): S->C 54.17, S->B 46.67, S->M 53.22 (avg 51.35).
 
 Train:     python tools/lazyconfig_train_net.py \
                --config-file configs/mfuser/mfuser_eva02_vitl_synthia_512.py

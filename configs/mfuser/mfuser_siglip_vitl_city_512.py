@@ -1,7 +1,7 @@
 """MFuser, DINOv2-L + SigLIP-L/16-384,
 trained on Cityscapes train (512x512 crops, batch 2 per GPU, 20k iterations),
 evaluated on BDD100K val, Mapillary val.
-Paper (reference §7): C->B 65.44, C->M 77.97 (avg 71.71).
+Paper (docs/reference.md, "Published results"): C->B 65.44, C->M 77.97 (avg 71.71).
 
 Train:     python tools/lazyconfig_train_net.py \
                --config-file configs/mfuser/mfuser_siglip_vitl_city_512.py

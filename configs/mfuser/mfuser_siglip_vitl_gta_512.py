@@ -1,7 +1,7 @@
 """MFuser, DINOv2-L + SigLIP-L/16-384,
 trained on GTA5 (512x512 crops, batch 2 per GPU, 20k iterations),
 evaluated on Cityscapes val, BDD100K val, Mapillary val.
-Paper (reference §7): G->C 71.10, G->B 61.19, G->M 71.71 (avg 68.00).
+Paper (docs/reference.md, "Published results"): G->C 71.10, G->B 61.19, G->M 71.71 (avg 68.00).
 
 Train:     python tools/lazyconfig_train_net.py \
                --config-file configs/mfuser/mfuser_siglip_vitl_gta_512.py

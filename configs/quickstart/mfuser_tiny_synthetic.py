@@ -46,7 +46,9 @@ lr_multiplier.min_lr = 1e-5
 train.device = "cpu"
 train.max_iter = 1000
 train.checkpointer = dict(period=200, max_to_keep=2)
-train.eval_period = 0  # evaluate once, at the end
+# evaluate on the first 20 images of each target every 250 iterations (the curves of miou.png), on all at the end
+train.eval_period = 250
+train.eval_subset = 20
 train.log_period = 20
 train.output_dir = "./output/quickstart"
 

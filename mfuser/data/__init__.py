@@ -1,10 +1,11 @@
-"""Datasets, label conventions, mappers and samplers.
+"""Datasets, label conventions, mappers, samplers (rare-class, resumable) and the train-loader builders.
 
 Importing this package registers the builtin datasets under ``$DETECTRON2_DATASETS`` (default
 ``datasets``), as detectron2's ``builtin.py`` does; see :mod:`mfuser.data.datasets.register`.
 """
 
 from . import classes
+from .build import build_resumable_rcs_train_loader, build_resumable_train_loader
 from .classes import CITYSCAPES_CLASSES, CITYSCAPES_COLORS, CITYSCAPES_ID_TO_TRAINID, IGNORE_LABEL, NUM_CLASSES
 from .datasets import (
     BUILTIN_DATASETS,
@@ -24,7 +25,9 @@ from .mappers import MFuserSemanticDatasetMapper, MFuserTestDatasetMapper, build
 from .samplers import (
     RareClassDataset,
     RareClassSampler,
+    ResumableSampler,
     compute_class_stats,
+    find_resumable_sampler,
     load_or_compute_class_stats,
 )
 from .transforms import IMAGE_PAD_RGB, PadToSize, PhotoMetricDistortion, ResizeByRatio, ResizeKeepRatio, keep_ratio_fit
@@ -49,6 +52,8 @@ __all__ = [
     "register_all",
     "register_synthetic",
     "register_target_domain",
+    "build_resumable_train_loader",
+    "build_resumable_rcs_train_loader",
     "make_sem_seg_loading_fn",
     "read_label",
     "write_label",
@@ -57,6 +62,8 @@ __all__ = [
     "build_train_augmentations",
     "RareClassDataset",
     "RareClassSampler",
+    "ResumableSampler",
+    "find_resumable_sampler",
     "compute_class_stats",
     "load_or_compute_class_stats",
     "IMAGE_PAD_RGB",

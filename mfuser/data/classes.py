@@ -1,7 +1,7 @@
 """The 19 Cityscapes evaluation classes, their colours and every id -> trainId mapping.
 
 This module is the one source of truth for class names, colours and label conversions in the
-project (reference §6.2). Everything else (dataset metadata, preparation scripts, label readers,
+project (docs/reference.md, "Label conversions"). Everything else (dataset metadata, preparation scripts, label readers,
 the model's vocabulary via metadata) reads from here.
 
 TrainIds are 0..18 in :data:`CITYSCAPES_CLASSES` order; :data:`IGNORE_LABEL` (255) marks pixels
@@ -26,7 +26,7 @@ __all__ = [
     "apply_mapping",
 ]
 
-#: The 19 evaluation classes, in trainId order (reference §6.2).
+#: The 19 evaluation classes, in trainId order (docs/reference.md, "The 19 classes").
 CITYSCAPES_CLASSES: List[str] = [
     "road",
     "sidewalk",
@@ -105,7 +105,8 @@ CITYSCAPES_ID_TO_TRAINID: Dict[int, int] = {
 }
 
 #: SYNTHIA-RAND-CITYSCAPES class id (the R channel of the 16-bit ``GT/LABELS`` PNGs) -> trainId
-#: (reference §6.2; DAFormer's converter). terrain (9), truck (14) and train (16) do not occur in SYNTHIA.
+#: (docs/reference.md, "Label conversions"; DAFormer's converter). terrain (9), truck (14) and train (16) do
+#: not occur in SYNTHIA.
 SYNTHIA_ID_TO_TRAINID: Dict[int, int] = {
     3: 0,
     4: 1,
@@ -142,7 +143,8 @@ MAPILLARY_V12_CLASSES: List[str] = [
 ]  # fmt: skip
 
 #: Mapillary Vistas v1.2 id -> Cityscapes trainId: the domain-generalization standard mapping of the
-#: DAFormer/HRDA/MIC family (reference §6.2). Everything not listed maps to :data:`IGNORE_LABEL`.
+#: DAFormer/HRDA/MIC family (docs/reference.md, "Label conversions"). Everything not listed maps to
+#: :data:`IGNORE_LABEL`.
 MAPILLARY_V12_ID_TO_TRAINID: Dict[int, int] = {
     13: 0,  # Road
     24: 0,  # Lane Marking - General

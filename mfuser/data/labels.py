@@ -18,11 +18,12 @@ Label formats (the dataset metadata key ``label_format`` holds one of them):
 """
 
 import os
-import tempfile
 from typing import Callable, Dict
 
 import numpy as np
 from PIL import Image
+
+from mfuser.utils.io import atomic_write
 
 from .classes import CITYSCAPES_COLORS, CITYSCAPES_ID_TO_TRAINID, IGNORE_LABEL, NUM_CLASSES, apply_mapping
 
@@ -32,7 +33,6 @@ __all__ = [
     "check_label_values",
     "check_label_format",
     "write_label",
-    "atomic_save",
     "make_sem_seg_loading_fn",
 ]
 
@@ -159,24 +159,8 @@ def make_sem_seg_loading_fn(label_format: LabelFormat = "trainid", num_classes: 
     return load
 
 
-def atomic_save(save_fn: Callable[[str], None], dst: str, suffix: str = ".png") -> None:
-    """Write ``dst`` atomically: ``save_fn(tmp_path)`` writes a temporary file in the same folder, which
-    then replaces ``dst`` with ``os.replace`` (so an interrupted run never leaves a truncated file)."""
-    folder = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        save_fn(tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_label(label: np.ndarray, dst: str) -> None:
     """Write an (H, W) uint8 trainId label as a grayscale PNG, atomically."""
     if label.ndim != 2 or label.dtype != np.uint8:
         raise ValueError(f"write_label: expected an (H, W) uint8 array, got {label.shape} {label.dtype}")
-    atomic_save(lambda tmp: Image.fromarray(label).save(tmp, format="PNG"), dst)
+    atomic_write(dst, lambda tmp: Image.fromarray(label).save(tmp, format="PNG"), suffix=".png")

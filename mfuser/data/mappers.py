@@ -1,15 +1,15 @@
 """Dataset mappers: dataset dict -> model input (detectron2's ``DatasetMapper`` role, for semantic segmentation).
 
-Training (:class:`MFuserSemanticDatasetMapper` with :func:`build_train_augmentations`) follows the reference
-recipe (§5): resize by a random ratio 0.5-2.0 of the native size, 512x512 crop with category-max-ratio 0.75,
-horizontal flip (p=0.5), photometric distortion, pad to the crop size with label 255 and the image colour
-:data:`~mfuser.data.transforms.IMAGE_PAD_RGB` (the CLIP mean). Normalisation is left to the model (each encoder
-normalises its own stream).
+Training (:class:`MFuserSemanticDatasetMapper` with :func:`build_train_augmentations`) follows the official
+recipe (docs/reference.md, "Training recipe"): resize by a random ratio 0.5-2.0 of the native size, 512x512
+crop with category-max-ratio 0.75, horizontal flip (p=0.5), photometric distortion, pad to the crop size with
+label 255 and the image colour :data:`~mfuser.data.transforms.IMAGE_PAD_RGB` (the CLIP mean). Normalisation is
+left to the model (each encoder normalises its own stream).
 
 Rare-class sampling: when a dataset dict carries ``"rcs_class": c`` (set by
 :class:`mfuser.data.samplers.RareClassDataset` for indices drawn by :class:`~mfuser.data.samplers.RareClassSampler`),
 the augmentations are redrawn up to ``rcs_max_redraws`` times until the crop holds more than
-``rcs_min_crop_pixels`` pixels of class ``c`` (reference: 10 redraws, 3000 * 0.5 = 1500 pixels); the last
+``rcs_min_crop_pixels`` pixels of class ``c`` (official: 10 redraws, 3000 * 0.5 = 1500 pixels); the last
 draw is kept otherwise.
 """
 

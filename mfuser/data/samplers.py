@@ -1,10 +1,10 @@
-"""Rare-class sampling (DAFormer-style, reference §5) as a detectron2 training sampler.
+"""Rare-class sampling (DAFormer-style, docs/reference.md, "Training recipe") as a detectron2 training sampler.
 
 How it works:
 
 1. Class statistics: for every training label, the number of pixels of each class. The preparation
-   scripts write them to ``<dataset root>/rcs_class_stats.json`` (:data:`RCS_STATS_FILENAME`); see
-   :func:`save_class_stats` for the format. When the file is missing, :func:`load_or_compute_class_stats`
+   scripts write them to ``<dataset root>/rcs_class_stats.json``; :mod:`mfuser.data.rcs_stats` owns that
+   file (name, format, reader, writer). When the file is missing, :func:`load_or_compute_class_stats`
    raises (naming the file and the script to run) unless ``compute_missing=True``, in which case the
    statistics are computed from the labels (a full pass over the dataset, logged).
 2. Class probabilities: ``p(c) = softmax((1 - f_c) / T)`` with ``f_c`` the share of class ``c`` among all
@@ -28,16 +28,18 @@ Usage::
                                           mapper=MFuserSemanticDatasetMapper(augmentations=build_train_augmentations()),
                                           total_batch_size=2)
 
-or :func:`mfuser.engine.build_resumable_rcs_train_loader` (LazyConfig-friendly; what the configs use), which
+or :func:`mfuser.data.build.build_resumable_rcs_train_loader` (LazyConfig-friendly; what the configs use), which
 does this with a resumable sampler and without aspect-ratio grouping.
+
+Resuming: :class:`ResumableSampler` wraps any of these infinite deterministic streams and drops the indices an
+interrupted run already consumed (see its docstring); :func:`find_resumable_sampler` finds it in a train loader.
 """
 
 import itertools
-import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Dict, List, Sequence
+from typing import Dict, Iterator, List, Sequence
 
 import numpy as np
 import torch
@@ -47,26 +49,22 @@ from detectron2.utils import comm
 from torch.utils.data import Dataset, Sampler
 
 from .classes import NUM_CLASSES
-from .datasets.register import RCS_STATS_FILENAME
-from .labels import atomic_save, read_label
+from .labels import read_label
+from .rcs_stats import load_class_stats
 
 __all__ = [
-    "RCS_STATS_FILENAME",
-    "RCS_STATS_FORMAT",
     "class_pixel_counts",
     "label_class_counts",
     "compute_class_stats",
-    "save_class_stats",
-    "load_class_stats",
     "load_or_compute_class_stats",
     "rcs_class_probabilities",
     "RareClassSampler",
     "RareClassDataset",
+    "ResumableSampler",
+    "find_resumable_sampler",
 ]
 
 logger = logging.getLogger(__name__)
-
-RCS_STATS_FORMAT = "mfuser-rcs-class-stats-v1"
 
 
 def class_pixel_counts(label: np.ndarray, num_classes: int = NUM_CLASSES) -> List[int]:
@@ -94,38 +92,6 @@ def compute_class_stats(
     else:
         counts = [_count_job(j) for j in jobs]
     return {j[0]: c for j, c in zip(jobs, counts)}
-
-
-def save_class_stats(
-    path: str, stats: Dict[str, List[int]], *, num_classes: int = NUM_CLASSES, split: str = ""
-) -> None:
-    """Write statistics atomically as JSON::
-
-    {"format": "mfuser-rcs-class-stats-v1", "num_classes": K, "split": str,
-     "labels": {"<label path relative to the JSON's folder>": [pixels of class 0..K-1], ...}}
-    """
-    base = os.path.dirname(os.path.abspath(path))
-    labels = {os.path.relpath(os.path.abspath(k), base): [int(v) for v in c] for k, c in sorted(stats.items())}
-    payload = {"format": RCS_STATS_FORMAT, "num_classes": int(num_classes), "split": split, "labels": labels}
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(payload, f)
-
-    atomic_save(write, path, suffix=".json")
-
-
-def load_class_stats(path: str) -> Dict[str, List[int]]:
-    """Read a statistics file; returns ``{absolute label path: counts}``."""
-    try:
-        with open(path) as f:
-            payload = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"Rare-class statistics file {path} is not valid JSON ({e}); delete it and rerun") from e
-    if not isinstance(payload, dict) or payload.get("format") != RCS_STATS_FORMAT:
-        raise ValueError(f"{path} is not an mfuser rare-class statistics file (expected format {RCS_STATS_FORMAT!r})")
-    base = os.path.dirname(os.path.abspath(path))
-    return {os.path.normpath(os.path.join(base, k)): v for k, v in payload["labels"].items()}
 
 
 def load_or_compute_class_stats(
@@ -284,3 +250,67 @@ class RareClassDataset(Dataset):
         if k > 0:
             d["rcs_class"] = k - 1
         return d
+
+
+# ----------------------------------------------------------------------------------------------- resuming
+class ResumableSampler(Sampler):
+    """Yield ``sampler``'s indices, skipping the first ``skip`` of them: a resumed run continues the stream.
+
+    What "sampler position" means here. Detectron2's training samplers (``TrainingSampler``,
+    ``RepeatFactorTrainingSampler``) and :class:`RareClassSampler` are *infinite, deterministic* streams of
+    dataset indices per rank once their seed is fixed. ``build_detection_train_loader`` with
+    ``aspect_ratio_grouping=False`` turns that stream into batches in order: worker ``w`` of ``W`` receives
+    chunks ``w, w+W, ...`` of ``batch_size`` indices (``ToIterableDataset(shard_chunk_size=batch_size)``) and
+    the DataLoader yields workers round-robin, so **batch i is exactly chunk i of the stream, for any number
+    of workers**. After ``N`` iterations a rank has therefore consumed exactly ``N * batch_size_per_rank``
+    indices; the sampler position is that count.
+
+    Dropping the first ``skip`` indices is cheap (indices only, no images are read). The train script sets
+    ``skip = start_iter * batch_size_per_rank`` after loading the checkpoint, so a resumed run sees the same
+    batches, in the same order, as an uninterrupted one. Requirements: a fixed sampler seed (``train.seed`` in
+    the configs; detectron2's default ``seed=None`` draws a fresh shared seed per run) and
+    ``aspect_ratio_grouping=False``. Random augmentation state inside data-loader workers is *not* restored
+    (workers are re-seeded).
+
+    Args:
+        sampler (Sampler): an infinite deterministic per-rank index stream (fixed seed).
+        skip (int): number of indices to drop at the start; usually set later with :meth:`set_skip`.
+    """
+
+    def __init__(self, sampler: Sampler, skip: int = 0):
+        self.sampler = sampler
+        self.set_skip(skip)
+
+    def set_skip(self, skip: int) -> None:
+        """Drop the first ``skip`` indices (``start_iter * batch_size_per_rank``). Call before iterating."""
+        if int(skip) < 0:
+            raise ValueError(f"ResumableSampler: skip must be >= 0, got {skip}")
+        self.skip = int(skip)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self):
+        return len(self.sampler)
+
+
+def find_resumable_sampler(data_loader) -> ResumableSampler | None:
+    """Find the :class:`ResumableSampler` inside a detectron2 train loader (or ``None``).
+
+    Walks ``.dataset`` / ``.sampler`` / ``.batch_sampler`` attributes, which is how
+    ``build_detection_train_loader`` nests ``DataLoader -> ToIterableDataset -> sampler``.
+    """
+    seen, todo = set(), [data_loader]
+    while todo:
+        obj = todo.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, ResumableSampler):
+            return obj
+        for attr in ("dataset", "sampler", "batch_sampler"):
+            child = getattr(obj, attr, None)
+            if child is not None:
+                todo.append(child)
+    logger.debug("no ResumableSampler found in %r", type(data_loader))
+    return None

@@ -1,4 +1,6 @@
-"""The training augmentations of the reference recipe that detectron2 does not provide (reference §5).
+"""The training augmentations of the official recipe that detectron2 does not provide.
+
+The recipe: docs/reference.md, "Training recipe", "Test-time resize".
 
 * :class:`ResizeByRatio`: resize by a random ratio of the image's **native** size (mmseg ``Resize`` with
   ``img_scale=None, ratio_range=...``); detectron2's ``ResizeScale`` scales relative to a fixed target box.
@@ -218,7 +220,7 @@ class ResizeKeepRatio(T.Augmentation):
     """Test-time resize to :func:`keep_ratio_fit` of ``scale = (long, short)`` (PIL bilinear for uint8 images,
     detectron2's ``ResizeTransform``); a no-op when ``scale`` is None or the size does not change.
 
-    Used by :class:`~mfuser.data.mappers.MFuserTestDatasetMapper` and :class:`~mfuser.engine.MFuserPredictor`.
+    Used by :class:`~mfuser.data.mappers.MFuserTestDatasetMapper` and by the demo's predictor (``MFuserPredictor``).
     """
 
     def __init__(self, scale: Sequence[int] | None, interp: int = Image.BILINEAR):

@@ -1,14 +1,9 @@
 """Training / inference helpers for LazyConfig models: trainers with a NaN-loss guard, atomic strict
-checkpoints, a resumable sampler, optimizer groups, the LR schedule and a predictor for the demo."""
+checkpoints, optimizer groups, the LR schedule and a predictor for the demo (the resumable sampler and the
+train-loader builders are in :mod:`mfuser.data`)."""
 from .checkpoint import CheckpointMismatchError, MFuserCheckpointer, optional_checkpoint_prefixes
 from .optimizer import NO_DECAY_KEYWORDS, count_trainable, get_mfuser_optimizer_params
 from .predictor import MFuserPredictor
-from .samplers import (
-    ResumableSampler,
-    build_resumable_rcs_train_loader,
-    build_resumable_train_loader,
-    find_resumable_sampler,
-)
 from .schedule import PolyWithFloorParamScheduler, build_warmup_poly_multiplier
 from .train_loop import MFuserAMPTrainer, MFuserTrainer, NonFiniteLossError, check_losses_finite
 
@@ -20,10 +15,6 @@ __all__ = [
     "count_trainable",
     "get_mfuser_optimizer_params",
     "MFuserPredictor",
-    "ResumableSampler",
-    "find_resumable_sampler",
-    "build_resumable_train_loader",
-    "build_resumable_rcs_train_loader",
     "PolyWithFloorParamScheduler",
     "build_warmup_poly_multiplier",
     "MFuserAMPTrainer",

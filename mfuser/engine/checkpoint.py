@@ -4,9 +4,9 @@ Departures from :class:`detectron2.checkpoint.DetectionCheckpointer`, all delibe
 
 * **Atomic save.** fvcore writes ``model_XXXX.pth`` in place and then rewrites ``last_checkpoint`` in
   place; a job killed half-way through leaves a truncated file that ``--resume`` then tries to load.
-  Here the checkpoint is written to ``<name>.pth.tmp``, flushed, ``os.replace``-d onto its final name,
-  and only then ``last_checkpoint`` is replaced the same way. A crash at any point leaves
-  ``last_checkpoint`` pointing at the previous complete file.
+  Here the checkpoint is written with :func:`mfuser.utils.io.atomic_write` (a temporary file in the same
+  folder, fsynced, then renamed onto its final name), and only then ``last_checkpoint`` is replaced the
+  same way. A crash at any point leaves ``last_checkpoint`` pointing at the previous complete file.
 * **Frozen weights not stored.** Parameters under the model's ``checkpoint_optional_prefixes`` (frozen
   encoders loaded from their official files) are left out of saved checkpoints: they are rebuilt from
   those files, and keeping them would add ~3 GB per checkpoint at full size.
@@ -29,6 +29,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 # One exception hierarchy for every checkpoint in the project (pretrained encoder files and trained models).
 from mfuser.modeling.encoders.checkpoints import CheckpointError, CheckpointMismatchError
+from mfuser.utils.io import atomic_write
 
 from .official_checkpoint import convert_official_checkpoint, is_official_checkpoint
 
@@ -86,25 +87,19 @@ class MFuserCheckpointer(DetectionCheckpointer):
         os.makedirs(self.save_dir, exist_ok=True)
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        self._atomic_write(save_file, lambda f: torch.save(data, f), mode="wb")
+        # temporary file ".tmp-*.pth.tmp": torch.save needs a name with a stem, and a leftover of a killed job
+        # must not end in ".pth" (fvcore lists those as checkpoints)
+        atomic_write(save_file, lambda tmp: torch.save(data, tmp), suffix=".pth.tmp")
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         path = os.path.join(self.save_dir, "last_checkpoint")
-        self._atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
 
-    @staticmethod
-    def _atomic_write(path: str, write_fn, mode: str) -> None:
-        tmp = path + ".tmp"
-        try:
-            with open(tmp, mode) as f:
-                write_fn(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic on POSIX and Windows within one file system
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        def write(tmp: str) -> None:
+            with open(tmp, "w") as f:
+                f.write(last_filename_basename)
+
+        atomic_write(path, write)
 
     # ------------------------------------------------------------------ loading
     def load(self, path: str, checkpointables: List[str] | None = None) -> Dict[str, Any]:

@@ -11,10 +11,8 @@ Results format (``evaluate_domains`` return value and ``results.json``)::
 All numbers are percentages in [0, 100]; per-class values are ``NaN`` (``null`` in JSON) for classes
 absent from a domain's ground truth and predictions, which detectron2 excludes from the means.
 """
-import json
 import logging
 import math
-import os
 from collections import OrderedDict
 from typing import Dict, Iterable, Mapping
 
@@ -22,6 +20,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import SemSegEvaluator, inference_on_dataset
 from detectron2.utils import comm
 from tabulate import tabulate
+
+from mfuser.utils.io import atomic_write_json
 
 __all__ = [
     "check_registered",
@@ -152,9 +152,4 @@ def _json_safe(obj):
 
 def write_results_json(results: Mapping, path: str) -> str:
     """Write ``results`` to ``path`` (NaN -> null), atomically; returns the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(_json_safe(results), f, indent=2)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, _json_safe(results), indent=2)

@@ -1,7 +1,7 @@
 """Every runnable LazyConfig (configs/mfuser, configs/quickstart, projects/*/configs) builds its model and its data.
 
-Issue 5: "Every config in configs/ instantiates its model (tiny overrides allowed where needed to stay small)
-and its data loaders against a generated tree."
+Every config in configs/ must instantiate its model (with tiny overrides where needed to stay small) and its
+data loaders against a generated tree.
 
 * model: the published encoder families are kept (DINOv2 + CLIP / EVA02 / SigLIP, the config's patch sizes),
   only widths/depths shrink (the shape of configs/common/models/mfuser_tiny.py); the pretrained paths are
@@ -14,7 +14,6 @@ and its data loaders against a generated tree."
 * the configs/common pieces are each reached by at least one of the configs tested here.
 """
 import glob
-import importlib.util
 import os
 import re
 import time
@@ -77,24 +76,6 @@ def _family(path: str):
     return m.group(1) if m else None
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "_lazyconfig_train_net", os.path.join(REPO_ROOT, "tools", "lazyconfig_train_net.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _load_acdc_module():
-    spec = importlib.util.spec_from_file_location(
-        "_acdc_datasets_for_configs", os.path.join(REPO_ROOT, "projects", "ACDC", "acdc_datasets.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     n = torch.get_num_threads()
@@ -119,7 +100,7 @@ def trees(tmp_path_factory):
     generate_all(synthetic, num_source=2, num_target=1, size=(256, 128))
     spm = train_spm_model(os.path.join(root, "spiece.model"))
     print(f"trees generated in {time.perf_counter() - t0:.2f} s")
-    acdc = _load_acdc_module()
+    from projects.ACDC import acdc_datasets as acdc  # the project's module, imported from the checkout
 
     def point_registrations():
         register_all(root)
@@ -134,7 +115,10 @@ def trees(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tool():
-    return _load_tool()
+    """The engine that tools/lazyconfig_train_net.py runs."""
+    from mfuser.engine import defaults
+
+    return defaults
 
 
 def load_config(path, trees, monkeypatch):
@@ -210,7 +194,7 @@ def check_published_model_config(path, model):
     assert model.backbone.vfm.weights == PRETRAINED_VFM
     assert model.backbone.vlm.weights == f"pretrained/{vlm_file}"
     assert model.text_encoder.weights == f"pretrained/{vlm_file}"  # one file holds both towers
-    expected_patch = 14 if family == "eva02" else 16  # reference §1.3
+    expected_patch = 14 if family == "eva02" else 16  # (docs/reference.md, "Equal token grids")
     assert model.backbone.vfm.patch_size == model.backbone.vlm.get("patch_size", expected_patch) == expected_patch
     if family == "siglip":
         assert model.text_encoder.tokenizer_path == "pretrained/siglip_spiece.model"

@@ -1,4 +1,6 @@
-"""Full-size model configs: trainable parameters equal the official model's (OFFICIAL_PARITY.md, exactly)."""
+"""Full-size model configs: trainable parameters equal the official model's (OFFICIAL_PARITY.md, exactly); every
+training config's model pads its inputs with the colour its train mapper pads crops with."""
+import glob
 import os
 
 import pytest
@@ -58,3 +60,25 @@ def test_full_size_configs_compute_the_official_function(variant):
     model = build_on_meta(variant)
     pd = model.head.pixel_decoder
     assert pd.layers[0].linear1.out_features == 2048 and pd.encoder_norm is not None
+
+
+TRAIN_CONFIGS = sorted(
+    glob.glob(os.path.join(REPO_ROOT, "configs", "mfuser", "*.py"))
+    + glob.glob(os.path.join(REPO_ROOT, "configs", "quickstart", "*.py"))
+    + glob.glob(os.path.join(REPO_ROOT, "projects", "*", "configs", "*.py"))
+)
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: os.path.relpath(p, REPO_ROOT))
+def test_model_pads_with_the_training_crops_colour(path):
+    """The model's ``pad_value`` (set in configs/common/models/mfuser_eva02.py, the base of every model config) is
+    the colour the config's train mapper pads crops with: the CLIP mean, zero after the official normalisation."""
+    from mfuser.data.transforms import IMAGE_PAD_RGB, PadToSize
+
+    cfg = LazyConfig.load(path)
+    pad_value = tuple(cfg.model.pad_value)
+    assert pad_value == pytest.approx(IMAGE_PAD_RGB)
+    mapper = cfg.dataloader.train.mapper
+    assert mapper.get("image_format", "RGB") == "RGB"
+    pads = [a for a in instantiate(mapper.augmentations) if isinstance(a, PadToSize)]
+    assert len(pads) == 1 and tuple(pads[0].pad_value) == pytest.approx(pad_value)

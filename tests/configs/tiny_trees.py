@@ -20,8 +20,10 @@ import os
 
 import numpy as np
 
-from mfuser.data.datasets import RCS_STATS_FILENAME, load_cityscapes, load_gta5, load_synthia
-from mfuser.data.samplers import compute_class_stats, save_class_stats
+from mfuser.data.classes import NUM_CLASSES
+from mfuser.data.datasets import load_cityscapes, load_gta5, load_synthia
+from mfuser.data.rcs_stats import RCS_STATS_FILENAME, save_class_stats
+from mfuser.data.samplers import compute_class_stats
 from tests.data.trees import save_gray, save_palette, save_rgb
 
 __all__ = ["SOURCE_SIZE", "TARGET_SIZE", "ACDC_CONDITIONS", "label_map", "make_all_trees", "train_spm_model"]
@@ -48,7 +50,10 @@ def label_map(h: int, w: int, seed: int = 0, road_half: bool = False) -> np.ndar
 
 def _write_stats(dataset_root: str, records, split: str) -> None:
     """What datasets/prepare_*.py write: per-label class pixel counts next to the dataset."""
-    save_class_stats(os.path.join(dataset_root, RCS_STATS_FILENAME), compute_class_stats(records), split=split)
+    save_class_stats(
+        os.path.join(dataset_root, RCS_STATS_FILENAME), compute_class_stats(records), num_classes=NUM_CLASSES,
+        split=split,
+    )
 
 
 def make_all_trees(root: str) -> str:

@@ -16,8 +16,11 @@ from mfuser.data import (
     register_all,
     register_target_domain,
 )
+from mfuser.data.prepare import cityscapes as prepare_cityscapes
+from mfuser.data.prepare import gta5 as prepare_gta5
+from mfuser.data.prepare import mapillary as prepare_mapillary
+from mfuser.data.prepare import synthia as prepare_synthia
 
-from .scripts import load_script
 from .trees import (
     blocks,
     make_bdd100k,
@@ -76,7 +79,7 @@ def test_real_cityscapes_frame(shared_dir, tmp_path, restore_registration):
     shipped_path = os.path.join(gt, "frankfurt_000000_000294_gtFine_labelTrainIds.png")
     shipped = read_label(shipped_path)
     os.remove(shipped_path)
-    assert load_script("prepare_cityscapes").main([root, "--workers", "1"]) == 0
+    assert prepare_cityscapes.main([root, "--workers", "1"]) == 0
     ours = read_label(shipped_path)
     ids = np.asarray(
         __import__("PIL.Image").Image.open(os.path.join(gt, "frankfurt_000000_000294_gtFine_labelIds.png"))
@@ -135,7 +138,7 @@ def test_gta5_prepare_and_load(tmp_path, capsys):
     root = make_gta5(str(tmp_path / "gta"))
     with pytest.raises(ValueError, match="prepare_gta5.py"):
         load_gta5(root)
-    prep = load_script("prepare_gta5")
+    prep = prepare_gta5
     assert prep.main([root, "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "3 converted" in out and "00002.png is 42x26 but image" in out and "resized" in out
@@ -159,7 +162,7 @@ def test_gta5_prepare_and_load(tmp_path, capsys):
 def test_gta5_unpaired_and_corrupt_label(tmp_path, capsys):
     root = make_gta5(str(tmp_path / "gta"), mismatch=())
     save_gray(os.path.join(root, "labels", "00077.png"), np.zeros((24, 40)))
-    prep = load_script("prepare_gta5")
+    prep = prepare_gta5
     assert prep.main([root, "--workers", "1"]) == 1
     out = capsys.readouterr().out
     assert "label without image" in out and "00077.png" in out and "nothing converted" in out
@@ -178,7 +181,7 @@ def test_synthia_16bit_prepare_and_load(tmp_path, nested):
     from mfuser.data.classes import SYNTHIA_ID_TO_TRAINID
 
     root = make_synthia(str(tmp_path / "synthia"), nested=nested)
-    assert load_script("prepare_synthia").main([root, "--workers", "1"]) == 0
+    assert prepare_synthia.main([root, "--workers", "1"]) == 0
     d = load_synthia(root)
     assert len(d) == 2
     import cv2
@@ -218,7 +221,7 @@ def test_mapillary_prepare_layouts(tmp_path, restore_registration, capsys):
     root = make_mapillary_raw(str(tmp_path / "mapillary"))
     with pytest.raises(DatasetNotFoundError):
         load_mapillary(root, "val")
-    prep = load_script("prepare_mapillary")
+    prep = prepare_mapillary
     assert prep.main([root, "--workers", "1", "--half"]) == 0
     assert "mapillary half val: 2 converted" in capsys.readouterr().out
     full = load_mapillary(root, "val")
@@ -246,7 +249,7 @@ def test_mapillary_config_layout_and_custom_mapping(tmp_path):
     with open(tmp_path / "map.json", "w") as f:
         json.dump({"13": 0}, f)
     assert (
-        load_script("prepare_mapillary").main(
+        prepare_mapillary.main(
             [root, "--workers", "1", "--splits", "val", "--mapping", str(tmp_path / "map.json")]
         )
         == 0
@@ -311,7 +314,7 @@ def test_prepare_scripts_help():
     import subprocess
     import sys
 
-    from .scripts import REPO
+    from tests.conftest import REPO_ROOT as REPO
 
     code = (
         "import runpy, sys\n"

@@ -99,8 +99,8 @@ def test_loading_fn_and_atomic_write(tmp_path):
         write_label(lab.astype(np.int32), str(tmp_path / "x.png"))
 
 
-def test_atomic_save_interrupted(tmp_path):
-    from mfuser.data.labels import atomic_save
+def test_atomic_write_interrupted(tmp_path):
+    from mfuser.utils.io import atomic_write
 
     dst = tmp_path / "l.png"
     write_label(np.zeros((2, 2), np.uint8), str(dst))
@@ -112,5 +112,5 @@ def test_atomic_save_interrupted(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        atomic_save(dies, str(dst))
+        atomic_write(str(dst), dies, suffix=".png")
     assert dst.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["l.png"]

@@ -15,8 +15,15 @@ from mfuser.data import (
     load_or_compute_class_stats,
     register_target_domain,
 )
-from mfuser.data.samplers import compute_class_stats, load_class_stats, rcs_class_probabilities, save_class_stats
-from mfuser.engine import ResumableSampler, build_resumable_rcs_train_loader, find_resumable_sampler
+from mfuser.data.build import build_resumable_rcs_train_loader
+from mfuser.data.classes import NUM_CLASSES
+from mfuser.data.rcs_stats import load_class_stats, save_class_stats
+from mfuser.data.samplers import (
+    ResumableSampler,
+    compute_class_stats,
+    find_resumable_sampler,
+    rcs_class_probabilities,
+)
 
 from .trees import save_gray, save_rgb
 
@@ -103,7 +110,7 @@ def test_stats_file_roundtrip_and_missing(tmp_path):
         counts = load_or_compute_class_stats(name, dicts, compute_missing=True)
         assert counts[2][18] == 256 and counts[0][0] == 800 and counts[0][8] == 800 and len(counts[0]) == 19
         path = str(tmp_path / "lab" / "rcs_class_stats.json")
-        save_class_stats(path, compute_class_stats(dicts[:2]))
+        save_class_stats(path, compute_class_stats(dicts[:2]), num_classes=NUM_CLASSES)
         assert load_class_stats(path)[os.path.abspath(dicts[0]["sem_seg_file_name"])][8] == 800
         with pytest.raises(ValueError, match="out of date"):
             load_or_compute_class_stats(name, dicts, stats_file=path)

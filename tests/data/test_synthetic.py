@@ -1,25 +1,34 @@
-"""Synthetic street-scene domains: determinism, alignment, class coverage, layouts, resume / refuse."""
+"""Synthetic street-scene domains: determinism, alignment, class coverage, layouts, resume / refuse, CLI."""
 
+import dataclasses
 import filecmp
+import glob
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from mfuser.data.classes import CITYSCAPES_CLASSES, IGNORE_LABEL, NUM_CLASSES
+from mfuser.data.rcs_stats import load_class_stats
 from mfuser.data.synthetic import (
     DOMAINS,
     RCS_STATS_FILENAME,
+    STYLES,
     TARGET_DOMAINS,
-    class_histogram,
+    DomainStyle,
     domain_files,
     generate_all,
     generate_domain,
-    majority_class_baseline,
     render_scene,
 )
+from mfuser.data.synthetic.canvas import Camera
+from mfuser.data.synthetic.cli import main as cli_main
+from mfuser.evaluation.baselines import class_histogram
 
 SMALL = (128, 64)
 SKY, ROAD, VEG = (CITYSCAPES_CLASSES.index(n) for n in ("sky", "road", "vegetation"))
@@ -117,13 +126,19 @@ def test_label_boundaries_coincide_with_image_edges(domain, ratio):
 
 
 def test_perspective_objects_shrink_with_distance():
-    from mfuser.data.synthetic import _Camera
-
-    cam = _Camera(f=300, h=1.5, yh=100, vx=256)
+    cam = Camera(f=300, h=1.5, yh=100, vx=256)
     near = cam.project([-0.9, 0.9], [0, 0], [5, 5])
     far = cam.project([-0.9, 0.9], [0, 0], [50, 50])
     assert (near[1, 0] - near[0, 0]) == pytest.approx(10 * (far[1, 0] - far[0, 0]))
     assert near[0, 1] > far[0, 1] > cam.yh  # farther ground points are higher, toward the horizon
+
+
+def test_styles_are_frozen_dataclasses_one_per_domain():
+    assert tuple(STYLES) == DOMAINS
+    assert all(isinstance(s, DomainStyle) for s in STYLES.values())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        STYLES["source"].roll = 3.0
+    assert STYLES["target_cityscapes"].hood is not None and STYLES["source"].jpeg is None
 
 
 def test_bad_arguments():
@@ -226,20 +241,6 @@ def test_complete_generation_is_skipped_and_interrupted_one_resumed(tmp_path):
 
 
 # ----------------------------------------------------------------------------------- statistics
-def test_majority_class_baseline():
-    src = np.zeros(NUM_CLASSES, np.int64)
-    src[ROAD] = 10
-    src[SKY] = 5
-    tgt = np.zeros(NUM_CLASSES, np.int64)
-    tgt[ROAD], tgt[SKY], tgt[VEG] = 40, 40, 20
-    out = majority_class_baseline(src, tgt)
-    assert out["class"] == ROAD and out["class_name"] == "road"
-    assert out["mIoU"] == pytest.approx(100 * 0.4 / 3)
-    assert out["pixel_accuracy"] == pytest.approx(40.0)
-    with pytest.raises(ValueError):
-        majority_class_baseline(src, tgt[:5])
-
-
 def test_class_histogram_and_marker(generated):
     _, roots = generated
     marker = json.load(open(os.path.join(roots["source"], ".synthetic_complete.json")))
@@ -271,11 +272,9 @@ def test_layouts_load_through_dataset_loaders(generated):
         assert lab.shape == SMALL[::-1]
 
 
-def test_rcs_statistics_load_through_sampler_code(generated):
-    samplers = pytest.importorskip("mfuser.data.samplers", reason="rare-class sampler missing")
+def test_rcs_statistics_load_through_the_shared_reader(generated):
     _, roots = generated
-    assert samplers.RCS_STATS_FILENAME == RCS_STATS_FILENAME
-    stats = samplers.load_class_stats(os.path.join(roots["source"], RCS_STATS_FILENAME))
+    stats = load_class_stats(os.path.join(roots["source"], RCS_STATS_FILENAME))
     recs = pytest.importorskip("mfuser.data.datasets").load_gta5(roots["source"])
     assert sorted(stats) == sorted(os.path.normpath(r["sem_seg_file_name"]) for r in recs)
     for r in recs:
@@ -286,22 +285,27 @@ def test_rcs_statistics_load_through_sampler_code(generated):
 
 # ---------------------------------------------------------------------------------------------- CLI
 def test_cli(tmp_path, capsys):
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "generate_synthetic.py")
-    spec = importlib.util.spec_from_file_location("generate_synthetic", path)
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
     with pytest.raises(SystemExit) as e:
-        cli.main(["--help"])
+        cli_main(["--help"])
     assert e.value.code == 0 and "--num-source" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        cli.main([str(tmp_path / "x"), "--size", "wide"])
+        cli_main([str(tmp_path / "x"), "--size", "wide"])
     root = tmp_path / "cli"
-    assert cli.main([str(root), "--num-source", "1", "--num-target", "1", "--size", "128x64"]) == 0
+    assert cli_main([str(root), "--num-source", "1", "--num-target", "1", "--size", "128x64"]) == 0
     assert sorted(os.listdir(root)) == sorted(
         list(DOMAINS) + [".synthetic_complete.json", ".synthetic_generation.json"]
     )
+    (image,) = glob.glob(str(root / "source" / "images" / "*.png"))
+    assert Image.open(image).size == (64, 128)  # --size is HxW, as in every tool (PIL reports W, H)
     (root / "source" / "extra").mkdir()
-    assert cli.main([str(root), "--num-source", "2", "--num-target", "1", "--size", "128x64"]) == 2
+    assert cli_main([str(root), "--num-source", "2", "--num-target", "1", "--size", "128x64"]) == 2
     assert "overwrite" in capsys.readouterr().err
+
+
+def test_cli_script_is_a_thin_wrapper(tmp_path):
+    """datasets/generate_synthetic.py runs from any directory (mfuser is installed, no sys.path edits)."""
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "generate_synthetic.py")
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(script), "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert proc.returncode == 0 and "--num-source" in proc.stdout, proc.stderr[-2000:]

@@ -2,7 +2,7 @@
 
 The layout is built independently of the converter under test, from two sources:
 
-* the frozen encoders: the official *pretrained-file* layouts (``mfuser.modeling.encoders.checkpoints.*_layout``,
+* the frozen encoders: the official *pretrained-file* layouts (``mfuser.modeling.encoders.*_layout``,
   themselves checked against the file manifests) at the sizes the model was built with, with the file prefix
   replaced by the official segmentor's (``visual.`` -> ``backbone.``, DINOv2 under ``backbone.dinov2.``, the text
   tower under ``text_encoder.``), plus the non-persistent buffers that mmcv also saves;
@@ -18,7 +18,7 @@ from typing import Dict, Tuple
 import torch
 
 from mfuser.engine.official_checkpoint import model_variant, official_name
-from mfuser.modeling.encoders.checkpoints import clip_layout, dinov2_layout, eva02_layout, siglip_layout
+from mfuser.modeling.encoders import clip_layout, dinov2_layout, eva02_layout, siglip_layout
 
 _META = torch.device("meta")
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from detectron2.data.samplers import TrainingSampler
 
+from mfuser.data.samplers import ResumableSampler
 from mfuser.engine import (
     CheckpointMismatchError,
     MFuserCheckpointer,
     NonFiniteLossError,
-    ResumableSampler,
     build_warmup_poly_multiplier,
     check_losses_finite,
     get_mfuser_optimizer_params,

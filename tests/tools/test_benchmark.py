@@ -1,5 +1,4 @@
 """tools/benchmark.py: each subcommand on the tiny MFuser config emits one JSON object with the documented keys."""
-import importlib.util
 import json
 import os
 
@@ -10,7 +9,7 @@ from tests.conftest import REPO_ROOT
 
 TINY = os.path.join(REPO_ROOT, "configs", "common", "models", "mfuser_tiny.py")
 COMMON_KEYS = {"subcommand", "config", "device", "threads", "precision", "warmup", "repeats", "overrides", "loadavg",
-               "targets"}
+               "targets", "notes"}
 MODEL_KEYS = {"size", "grid", "time_encoders_s", "time_full_s", "full_over_encoders", "breakdown_s",
               "breakdown_total_s", "flops_encoders", "flops_full", "flops_ratio", "time_over_flops", "flops_breakdown",
               "flops_uncounted_ops", "text_tower_calls", "text_tower_images", "text_cached"}
@@ -24,10 +23,10 @@ BREAKDOWN = {"encoders", "fusers", "pyramid", "mtenhancer", "pixel_decoder", "tr
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("mfuser_benchmark", os.path.join(REPO_ROOT, "tools", "benchmark.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """What tools/benchmark.py runs."""
+    from mfuser.utils import benchmark
+
+    return benchmark
 
 
 def _run(bench, capsys, *argv):
@@ -100,8 +99,38 @@ def test_bad_input_is_named(bench, capsys, tmp_path):
     assert bench.main(["model", "--config-file", TINY, "--device", "cuda:7"]) == 2 or torch.cuda.device_count() > 7
 
 
-def test_peak_memory_sees_an_allocation(bench):
-    with bench.PeakMemory(torch.device("cpu")) as mem:
+def test_peak_memory_sees_an_allocation():
+    from mfuser.utils.benchmark.measure import PeakMemory
+
+    with PeakMemory(torch.device("cpu")) as mem:
         x = torch.ones(64, 2**20 // 4)  # 64 MiB, touched
         del x
     assert mem.peak >= 48 * 2**20
+
+
+def test_a_missing_siglip_tokenizer_is_replaced_and_said(capsys, tmp_path):
+    """Every shipped model config runs on a fresh machine: no tokenizer file, stand-in ids, and a note says so."""
+    from mfuser.utils import benchmark
+
+    cfg = tmp_path / "tiny_siglip.py"
+    cfg.write_text(
+        "from detectron2.config import LazyCall as L\n"
+        "from mfuser.modeling.encoders import DINOv2Encoder, SigLIPTextEncoder, SigLIPVisionEncoder\n"
+        f"from detectron2.config import LazyConfig\nmodel = LazyConfig.load({TINY!r}).model\n"
+        "SMALL = dict(embed_dim=64, depth=4, num_heads=2, img_size=128, patch_size=8)\n"
+        "model.backbone.vfm = L(DINOv2Encoder)(init_values=1.0, **SMALL)\n"
+        "model.backbone.vlm = L(SigLIPVisionEncoder)(**SMALL)\n"
+        "model.backbone.fusion_projections = False\n"
+        f"model.text_encoder = L(SigLIPTextEncoder)(tokenizer_path={str(tmp_path / 'spiece.model')!r}, width=64, "
+        "layers=2, heads=2, output_dim=64, vocab_size=40)\n"
+    )
+    threads = torch.get_num_threads()
+    try:
+        code = benchmark.main(["model", "--config-file", str(cfg), "--json", "--warmup", "0", "--repeats", "1",
+                               "--size", "64", "--no-flops"])
+    finally:
+        torch.set_num_threads(threads)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    r = json.loads(out)
+    assert len(r["notes"]) == 1 and "spiece.model" in r["notes"][0] and r["time_full_s"] > 0

@@ -1,5 +1,4 @@
-"""tools/demo.py on generated images plus a non-image file (toy stand-in model)."""
-import importlib.util
+"""The demo (tools/demo.py -> mfuser.engine.demo) on generated images plus a non-image file (toy stand-in model)."""
 import os
 
 import numpy as np
@@ -12,10 +11,9 @@ TOY_CONFIG = os.path.join(REPO_ROOT, "tests", "tools", "toy_config.py")
 
 
 def _load_demo():
-    spec = importlib.util.spec_from_file_location("mfuser_demo", os.path.join(REPO_ROOT, "tools", "demo.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from mfuser.engine import demo
+
+    return demo
 
 
 def test_demo_writes_overlays_and_names_bad_files(tmp_path, monkeypatch, capsys):
@@ -48,3 +46,16 @@ def test_demo_all_good_exits_zero_and_bad_config_fails(tmp_path, monkeypatch, ca
     assert demo.main(["--config-file", TOY_CONFIG, "--input", str(img), "--output", str(tmp_path / "o")]) == 0
     assert demo.main(["--config-file", str(tmp_path / "nope.py"), "--input", str(img), "--output", "x"]) == 2
     assert "nope.py" in capsys.readouterr().err
+
+
+def test_overrides_are_positional_wherever_they_stand(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MFUSER_TOY_DATA", generate_toy_data(str(tmp_path / "data")))
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(img)
+    demo = _load_demo()
+    missing = str(tmp_path / "none.pth")
+    for argv in (["--input", str(img), f"train.init_checkpoint={missing}", "--output", str(tmp_path / "o")],
+                 ["--input", str(img), "--output", str(tmp_path / "o"), f"train.init_checkpoint={missing}"],
+                 ["--input", str(img), "--output", str(tmp_path / "o"), "--opts", f"train.init_checkpoint={missing}"]):
+        assert demo.main(["--config-file", TOY_CONFIG, *argv]) == 2  # the override reached the config
+        assert "none.pth" in capsys.readouterr().err

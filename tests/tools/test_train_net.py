@@ -1,5 +1,4 @@
 """End-to-end tests of tools/lazyconfig_train_net.py with the toy stand-in model (CPU, generated data)."""
-import importlib.util
 import json
 import os
 import shutil
@@ -8,7 +7,9 @@ import sys
 
 import pytest
 import torch
+from detectron2.engine import default_argument_parser
 
+from mfuser.engine.defaults import do_train, launch_train_net
 from tests.conftest import REPO_ROOT
 from tests.tools.toy_model import generate_toy_data
 
@@ -107,21 +108,14 @@ def test_resume_continues_at_same_iteration_lr_and_samples(toy_data, trained, tm
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("lazyconfig_train_net_inproc", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The CLI's entry point, run in this process (saves interpreter start-up)."""
+    return lambda argv: launch_train_net(default_argument_parser().parse_args(argv))
 
 
 def run_in_process(tool, toy_data, monkeypatch, capsys, *args):
-    """Run the tool's CLI entry in this process (saves interpreter start-up); returns (exit code, stderr)."""
+    """Run the CLI entry in this process; returns (exit code, stderr)."""
     monkeypatch.setenv("MFUSER_TOY_DATA", toy_data)
-    monkeypatch.setattr(sys, "argv", [SCRIPT, "--config-file", TOY_CONFIG, *args])
-    code = 0
-    try:
-        tool.invoke_main()
-    except SystemExit as e:
-        code = e.code
+    code = tool(["--config-file", TOY_CONFIG, *args])
     return code, capsys.readouterr().err
 
 
@@ -160,18 +154,15 @@ def test_help():
 def _ddp_worker(toy_data, out):
     os.environ["MFUSER_TOY_DATA"] = toy_data
     torch.set_num_threads(1)
-    spec = importlib.util.spec_from_file_location("lazyconfig_train_net", SCRIPT)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     from detectron2.config import LazyConfig
     from detectron2.utils import comm
 
-    args = tool.default_argument_parser().parse_args(
+    args = default_argument_parser().parse_args(
         ["--config-file", TOY_CONFIG, f"train.output_dir={out}", "train.max_iter=3", "train.eval_period=0",
          "dataloader.targets=[]", "dataloader.train.total_batch_size=4"]
     )
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
-    trainer = tool.do_train(args, cfg)
+    trainer = do_train(cfg, resume=args.resume)
     model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                os.path.join(out, f"rank{comm.get_rank()}.pt"))
@@ -191,3 +182,17 @@ def test_two_process_cpu_ddp_keeps_ranks_identical(toy_data, tmp_path):
             assert k not in init
             continue
         torch.testing.assert_close(r0[k], init[k], rtol=0, atol=0, msg=k)
+
+
+def test_periodic_evaluations_use_a_fixed_subset(toy_data, monkeypatch):
+    from detectron2.config import LazyConfig
+
+    from mfuser.engine.defaults import build_target_loader
+
+    monkeypatch.setenv("MFUSER_TOY_DATA", toy_data)
+    cfg = LazyConfig.load(TOY_CONFIG)
+    full = build_target_loader(cfg, "toy_target_a")
+    part = build_target_loader(cfg, "toy_target_a", max_images=1)
+    assert len(part.dataset) == 1 < len(full.dataset)
+    assert [d["file_name"] for d in part.dataset] == [d["file_name"] for d in full.dataset][:1]
+    assert "dataset" in cfg.dataloader.test and not isinstance(cfg.dataloader.test.dataset, list)

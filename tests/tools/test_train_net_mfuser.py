@@ -1,13 +1,12 @@
-"""tools/lazyconfig_train_net.py with the real (tiny) MFuser: 2-process CPU DDP over gloo."""
-import importlib.util
+"""The training engine (tools/lazyconfig_train_net.py) with the real (tiny) MFuser: 2-process CPU DDP over gloo."""
 import os
 
 import pytest
 import torch
 
+from mfuser.engine.defaults import do_train
 from tests.conftest import REPO_ROOT
 
-SCRIPT = os.path.join(REPO_ROOT, "tools", "lazyconfig_train_net.py")
 CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart", "mfuser_tiny_synthetic.py")
 
 
@@ -23,18 +22,13 @@ def synthetic_root(tmp_path_factory):
 def _ddp_worker(root, out):
     os.environ["MFUSER_SYNTHETIC_ROOT"] = root
     torch.set_num_threads(1)
-    spec = importlib.util.spec_from_file_location("lazyconfig_train_net", SCRIPT)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     from detectron2.config import LazyConfig
     from detectron2.utils import comm
 
-    args = tool.default_argument_parser().parse_args(
-        ["--config-file", CONFIG, f"train.output_dir={out}", "train.max_iter=2", "lr_multiplier.warmup_iters=1",
-         "dataloader.targets=[]", "dataloader.train.total_batch_size=2", "dataloader.train.min_pixels=100"]
-    )
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
-    trainer = tool.do_train(args, cfg)
+    opts = [f"train.output_dir={out}", "train.max_iter=2", "lr_multiplier.warmup_iters=1",
+            "dataloader.targets=[]", "dataloader.train.total_batch_size=2", "dataloader.train.min_pixels=100"]
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(CONFIG), opts)
+    trainer = do_train(cfg)
     model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save(state, os.path.join(out, f"rank{comm.get_rank()}.pt"))

@@ -5,8 +5,8 @@ import os
 from detectron2.config import LazyCall as L
 from detectron2.data import build_detection_test_loader, get_detection_dataset_dicts
 
+from mfuser.data.build import build_resumable_train_loader
 from mfuser.data.mappers import MFuserSemanticDatasetMapper, MFuserTestDatasetMapper, build_train_augmentations
-from mfuser.engine import build_resumable_train_loader
 from mfuser.evaluation import build_sem_seg_evaluator
 from tests.tools.toy_model import ToySemSeg, register_toy_domains
 

@@ -10,17 +10,17 @@ Keys (read by tools/lazyconfig_train_net.py):
   registered with ``mfuser.data.register_target_domain`` (in a module the config imports) works.
 * ``dataloader.test``: the evaluation loader; ``dataset.names`` and ``mapper.resize_to`` are filled in per
   target by the tool.
-* ``dataloader.test_resize``: ``{name: (long, short)}`` keep-ratio test resize (reference §4.4: Cityscapes and
-  Mapillary fit (2048, 1024), BDD100K (1280, 720)); other names use ``dataloader.test_resize_default``
-  (None = the original size).
+* ``dataloader.test_resize``: ``{name: (long, short)}`` keep-ratio test resize (Cityscapes and Mapillary fit
+  (2048, 1024), BDD100K (1280, 720); docs/reference.md, "Test-time resize"); other names use
+  ``dataloader.test_resize_default`` (None = the original size).
 * ``dataloader.evaluator``: one ``SemSegEvaluator`` per target (numpy-2-safe label loader from the metadata's
   ``label_format``).
 """
 from detectron2.config import LazyCall as L
 from detectron2.data import build_detection_test_loader, get_detection_dataset_dicts
 
+from mfuser.data.build import build_resumable_rcs_train_loader
 from mfuser.data.mappers import MFuserSemanticDatasetMapper, MFuserTestDatasetMapper, build_train_augmentations
-from mfuser.engine import build_resumable_rcs_train_loader
 from mfuser.evaluation import build_sem_seg_evaluator
 
 dataloader = dict(

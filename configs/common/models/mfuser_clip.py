@@ -1,7 +1,8 @@
-"""MFuser, DINOv2-L + OpenAI CLIP ViT-L/14-336 (reference §1.3: both kernels resized to /16, 32x32 grid).
+"""MFuser, DINOv2-L + OpenAI CLIP ViT-L/14-336 (both kernels resized to /16, 32x32
+grid; docs/reference.md, "Equal token grids").
 
 The CLIP variant adds per-block Linear projections on the DINOv2 side of every fuser and one on the final
-DINOv2 tokens (reference §2.1, §1.5).
+DINOv2 tokens (docs/reference.md, "Fusion", "Pyramid and final embedding").
 """
 from detectron2.config import LazyCall as L
 

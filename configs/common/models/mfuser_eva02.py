@@ -1,4 +1,5 @@
-"""MFuser, DINOv2-L/14 + EVA02-CLIP-L/14-336 (reference §1.3: native /14, 36x36 grid on a 512 crop).
+"""MFuser, DINOv2-L/14 + EVA02-CLIP-L/14-336 (native /14, 36x36 grid on a 512 crop;
+docs/reference.md, "Equal token grids").
 
 Pretrained files are set by the training configs (configs/mfuser/*.py); here they are None so that
 the model builds with random frozen weights (tests, FLOP counts).
@@ -7,6 +8,7 @@ Every setting computes (and trains) what the official code does; where this proj
 alternative the official value is written out here with the option's name (docs/reference.md lists them).
 """
 from detectron2.config import LazyCall as L
+from open_clip.constants import OPENAI_DATASET_MEAN
 
 from mfuser.modeling.backbone import MFuserBackbone, pyramid_output_shape
 from mfuser.modeling.encoders import DINOv2Encoder, EVA02TextEncoder, EVA02VisionEncoder
@@ -18,6 +20,12 @@ from mfuser.utils.vocabulary import dataset_class_names
 # Vocabulary size of the 19-class Cityscapes label space shared by every built-in dataset. MFuser checks it
 # against `class_names` (read from the dataset metadata) and names the mismatch.
 NUM_CLASSES = 19
+
+# Colour (RGB, 0-255) the training crops are padded with and the model pads its inputs with. The official pipeline
+# pads with 0 after its OpenAI-CLIP normalisation, i.e. with the CLIP mean, for every variant (SigLIP and DINOv2
+# streams included). The data mappers derive their pad colour from the same open_clip constant
+# (tests/configs/test_model_configs.py checks that the two agree).
+PAD_RGB = tuple(255.0 * m for m in OPENAI_DATASET_MEAN)
 
 model = L(MFuser)(
     backbone=L(MFuserBackbone)(
@@ -47,4 +55,5 @@ model = L(MFuser)(
     # labels cover the whole crop
     window_score_resize="full",
     score_map_avg_non_ignore=False,  # official: score-map CE averaged over all pixels, ignored ones count 0
+    pad_value=PAD_RGB,
 )

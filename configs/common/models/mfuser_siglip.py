@@ -1,4 +1,5 @@
-"""MFuser, DINOv2-L + SigLIP ViT-L/16-384 (reference §1.3: DINOv2 kernel resized to /16, 32x32 grid).
+"""MFuser, DINOv2-L + SigLIP ViT-L/16-384 (DINOv2 kernel resized to /16, 32x32
+grid; docs/reference.md, "Equal token grids").
 
 SigLIP has no CLS token, a 1024-d text space, and its score map is calibrated by the checkpoint's
 logit scale and bias. Its SentencePiece tokenizer is a local file (`tokenizer_path`), never a hub download.

@@ -5,7 +5,7 @@ from .cityscapes import load_cityscapes
 from .common import DatasetNotFoundError, pair_files
 from .gta5 import load_gta5
 from .mapillary import load_mapillary
-from .register import BUILTIN_DATASETS, RCS_STATS_FILENAME, default_root, register_all
+from .register import BUILTIN_DATASETS, default_root, register_all
 from .synthetic import SYNTHETIC_DATASETS, register_synthetic
 from .synthia import load_synthia
 from .target_domain import load_target_domain, register_target_domain
@@ -18,7 +18,6 @@ __all__ = [
     "load_gta5",
     "load_mapillary",
     "BUILTIN_DATASETS",
-    "RCS_STATS_FILENAME",
     "default_root",
     "register_all",
     "SYNTHETIC_DATASETS",

@@ -24,16 +24,14 @@ from typing import Callable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..classes import CITYSCAPES_CLASSES, CITYSCAPES_COLORS, IGNORE_LABEL
+from ..rcs_stats import RCS_STATS_FILENAME
 from .bdd100k import default_label_format, load_bdd100k
 from .cityscapes import load_cityscapes
 from .gta5 import load_gta5
 from .mapillary import load_mapillary
 from .synthia import load_synthia
 
-__all__ = ["register_all", "register_semseg", "default_root", "BUILTIN_DATASETS", "RCS_STATS_FILENAME"]
-
-#: Rare-class-sampling statistics written by the preparation scripts into each source dataset root.
-RCS_STATS_FILENAME = "rcs_class_stats.json"
+__all__ = ["register_all", "register_semseg", "default_root", "BUILTIN_DATASETS"]
 
 #: name -> (sub-folder of the root, loader(dataset_root), is a source (training) dataset)
 BUILTIN_DATASETS = {

@@ -5,11 +5,12 @@ the source like GTA5, the targets like Cityscapes, BDD100K and Mapillary.
 """
 import os
 
+from ..rcs_stats import RCS_STATS_FILENAME
 from .bdd100k import load_bdd100k
 from .cityscapes import load_cityscapes
 from .gta5 import load_gta5
 from .mapillary import load_mapillary
-from .register import RCS_STATS_FILENAME, register_semseg
+from .register import register_semseg
 
 __all__ = ["SYNTHETIC_DATASETS", "register_synthetic"]
 

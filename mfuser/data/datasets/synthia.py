@@ -1,8 +1,9 @@
 """SYNTHIA-RAND-CITYSCAPES: ``RGB/*.png`` + ``GT/LABELS/*_labelTrainIds.png``.
 
-Accepted variants (reference §6.1): the root itself or ``<root>/RAND_CITYSCAPES`` holds ``RGB`` and
-``GT/LABELS``; either may have a ``train/`` subfolder (pairs are matched by relative path). The trainId
-labels are written by ``datasets/prepare_synthia.py`` from the 16-bit originals.
+Accepted variants (docs/reference.md, "Folder layouts of the official configs"): the root itself or
+``<root>/RAND_CITYSCAPES`` holds ``RGB`` and ``GT/LABELS``; either may have a ``train/`` subfolder (pairs are
+matched by relative path). The trainId labels are written by ``datasets/prepare_synthia.py`` from the 16-bit
+originals.
 """
 
 import os

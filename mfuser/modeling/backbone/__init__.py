@@ -1,4 +1,4 @@
-"""The fusion backbone (registered in detectron2's BACKBONE_REGISTRY)."""
+"""The fusion backbone (a detectron2 ``Backbone`` built from LazyConfig files)."""
 from .fusion_backbone import MFuserBackbone, pyramid_output_shape
 
 __all__ = ["MFuserBackbone", "pyramid_output_shape"]

@@ -1,6 +1,7 @@
 """MFuserBackbone: a frozen VFM and a frozen VLM run block by block, fused by one MVFuser per block.
 
-Reference: MFUSER_REFERENCE.md §1.2-§1.5 and §2.1.
+Reference: docs/reference.md, "Equal token grids", "Fusion", "Pyramid and final embedding",
+"Fusion backbone and pyramid".
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from detectron2.layers import NaiveSyncBatchNorm, ShapeSpec, get_norm
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.modeling import Backbone
 from torch.utils.checkpoint import checkpoint
 
 from mfuser.modeling.fusion import MVFuser
@@ -80,7 +81,9 @@ def conv_transpose_2x2(deconv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Ten
 
 
 class _Pyramid(nn.Module):
-    """The simple deconv pyramid of reference §1.4: x4 (two ConvTranspose), x2, identity, max-pool.
+    """The simple deconv pyramid: x4 (two ConvTranspose), x2, identity, max-pool.
+
+    (docs/reference.md, "Fusion backbone and pyramid").
 
     The ConvTranspose2d modules hold the parameters (reference state-dict keys); ``forward`` computes them
     with :func:`conv_transpose_2x2` (faster on CPU, same result).
@@ -105,9 +108,12 @@ class _Pyramid(nn.Module):
         return dict(zip(_PYRAMID_NAMES, (res2, res3, taps[2], self.down2(taps[3]))))
 
 
-@BACKBONE_REGISTRY.register()
 class MFuserBackbone(Backbone):
     """Frozen VFM (DINOv2) + frozen VLM image tower, fused after every block by an MVFuser.
+
+    A detectron2 ``Backbone`` (``output_shape()``), built from LazyConfig files with its encoder modules as
+    arguments; not registered in ``BACKBONE_REGISTRY``, since ``build_backbone(cfg)`` could not build those
+    modules from a yacs config.
 
     At block ``i`` both encoders run their own block, then MVFuser_i runs over the sequence
     concatenation ``[vfm tokens ; vlm tokens]`` and its output is split and added back to both

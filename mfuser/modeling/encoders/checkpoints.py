@@ -1,6 +1,6 @@
-"""Readers, key layouts and load reports for the four official encoder files MFuser uses.
+"""Readers, key checks and load reports for the four official encoder files MFuser uses.
 
-The files (see ``MFUSER_REFERENCE.md`` and the key manifests):
+The files (docs/reference.md, "Encoders and token grids"):
 
 ======================================  =======================  ============================================
 file                                    format                   naming
@@ -12,16 +12,16 @@ file                                    format                   naming
 ======================================  =======================  ============================================
 
 This module only *reads* files safely (``torch.load(weights_only=True)``; TorchScript archives through
-``torch.jit.load``, which never unpickles arbitrary Python objects), describes the official key layouts
-(``*_layout`` functions: ordered ``{name: (shape, dtype)}``) and reports what a load matched. The per-family
-key conversion onto the timm / open_clip module names lives next to each encoder.
+``torch.jit.load``, which never unpickles arbitrary Python objects), checks a file's keys against an expected
+layout and reports what a load matched. Each family's official key layout (``*_layout``: ordered
+``{name: (shape, dtype)}``) and its key conversion onto the timm / open_clip module names live in the family's
+module (``dinov2.py``, ``clip.py``, ``eva02.py``, ``siglip.py``); ``families.py`` lists the four files.
 """
 from __future__ import annotations
 
 import os
 import warnings
 import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Sequence, Tuple
 
@@ -35,10 +35,9 @@ __all__ = [
     "read_state_dict",
     "describe_state_dict",
     "check_source_keys",
-    "dinov2_layout",
-    "clip_layout",
-    "eva02_layout",
-    "siglip_layout",
+    "load_converted",
+    "split_keys",
+    "tensor_shape_str",
 ]
 
 
@@ -341,188 +340,6 @@ class OfficialCheckpointLoader:
     def _load_extra(self, extra: Dict[str, torch.Tensor]) -> None:
         if extra:
             raise CheckpointMismatchError(f"{self.model_name}: unexpected encoder-level tensors {sorted(extra)}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Official layouts: ordered {name: (shape, dtype)} exactly as in the key manifests (full-size defaults); the
-# keyword arguments scale them down for tiny test files (same names, fewer blocks, smaller widths).
-# ---------------------------------------------------------------------------------------------------------------
-F32, F16, I64 = torch.float32, torch.float16, torch.int64
-
-
-def dinov2_layout(embed_dim: int = 1024, depth: int = 24, patch_size: int = 14, img_size: int = 518,
-                  mlp_ratio: float = 4.0) -> OrderedDict[str, Tuple[Tuple[int, ...], torch.dtype]]:
-    """``dinov2_vitl14_pretrain.pth``: 343 keys at full size, all float32."""
-    C, H, g = embed_dim, int(embed_dim * mlp_ratio), img_size // patch_size
-    lay = OrderedDict()
-    lay["cls_token"] = ((1, 1, C), F32)
-    lay["pos_embed"] = ((1, 1 + g * g, C), F32)
-    lay["mask_token"] = ((1, C), F32)
-    lay["patch_embed.proj.weight"] = ((C, 3, patch_size, patch_size), F32)
-    lay["patch_embed.proj.bias"] = ((C,), F32)
-    for i in range(depth):
-        p = f"blocks.{i}."
-        for name, shape in (("norm1.weight", (C,)), ("norm1.bias", (C,)), ("attn.qkv.weight", (3 * C, C)),
-                            ("attn.qkv.bias", (3 * C,)), ("attn.proj.weight", (C, C)), ("attn.proj.bias", (C,)),
-                            ("ls1.gamma", (C,)), ("norm2.weight", (C,)), ("norm2.bias", (C,)),
-                            ("mlp.fc1.weight", (H, C)), ("mlp.fc1.bias", (H,)), ("mlp.fc2.weight", (C, H)),
-                            ("mlp.fc2.bias", (C,)), ("ls2.gamma", (C,))):
-            lay[p + name] = (shape, F32)
-    lay["norm.weight"] = ((C,), F32)
-    lay["norm.bias"] = ((C,), F32)
-    return lay
-
-
-def _openai_resblocks(prefix: str, width: int, layers: int, fp16: Sequence[str], dtype_all=None):
-    out = OrderedDict()
-    W = width
-    for i in range(layers):
-        p = f"{prefix}transformer.resblocks.{i}."
-        for name, shape in (("attn.in_proj_weight", (3 * W, W)), ("attn.in_proj_bias", (3 * W,)),
-                            ("attn.out_proj.weight", (W, W)), ("attn.out_proj.bias", (W,)),
-                            ("ln_1.weight", (W,)), ("ln_1.bias", (W,)), ("mlp.c_fc.weight", (4 * W, W)),
-                            ("mlp.c_fc.bias", (4 * W,)), ("mlp.c_proj.weight", (W, 4 * W)), ("mlp.c_proj.bias", (W,)),
-                            ("ln_2.weight", (W,)), ("ln_2.bias", (W,))):
-            dt = dtype_all or (F16 if any(name.startswith(f) for f in fp16) else F32)
-            out[p + name] = (shape, dt)
-    return out
-
-
-def clip_layout(embed_dim: int = 768, image_resolution: int = 336, vision_layers: int = 24, vision_width: int = 1024,
-                vision_patch_size: int = 14, context_length: int = 77, vocab_size: int = 49408,
-                transformer_width: int = 768, transformer_layers: int = 12):
-    """``ViT-L-14-336px.pt`` (OpenAI TorchScript): 449 entries at full size, mixed fp16/fp32 as convert_weights().
-
-    The text tower sits at top level; the vision tower under ``visual.``; plus 0-dim int64 extras
-    ``input_resolution``, ``context_length``, ``vocab_size`` and the fp32 ``logit_scale``.
-    """
-    fp16 = ("attn.in_proj", "attn.out_proj", "mlp.c_fc", "mlp.c_proj")
-    g = image_resolution // vision_patch_size
-    Wv, Wt = vision_width, transformer_width
-    lay = OrderedDict()
-    lay["positional_embedding"] = ((context_length, Wt), F32)
-    lay["text_projection"] = ((Wt, embed_dim), F16)
-    lay["logit_scale"] = ((), F32)
-    lay["input_resolution"] = ((), I64)
-    lay["context_length"] = ((), I64)
-    lay["vocab_size"] = ((), I64)
-    lay["visual.class_embedding"] = ((Wv,), F32)
-    lay["visual.positional_embedding"] = ((g * g + 1, Wv), F32)
-    lay["visual.proj"] = ((Wv, embed_dim), F16)
-    lay["visual.conv1.weight"] = ((Wv, 3, vision_patch_size, vision_patch_size), F16)
-    lay["visual.ln_pre.weight"] = ((Wv,), F32)
-    lay["visual.ln_pre.bias"] = ((Wv,), F32)
-    lay.update(_openai_resblocks("visual.", Wv, vision_layers, fp16))
-    lay["visual.ln_post.weight"] = ((Wv,), F32)
-    lay["visual.ln_post.bias"] = ((Wv,), F32)
-    lay.update(_openai_resblocks("", Wt, transformer_layers, fp16))
-    lay["token_embedding.weight"] = ((vocab_size, Wt), F32)
-    lay["ln_final.weight"] = ((Wt,), F32)
-    lay["ln_final.bias"] = ((Wt,), F32)
-    return lay
-
-
-CLIP_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
-
-
-def eva02_layout(embed_dim: int = 768, vision_width: int = 1024, vision_layers: int = 24, vision_heads: int = 16,
-                 vision_mlp_hidden: int = 2730, patch_size: int = 14, img_size: int = 336, context_length: int = 77,
-                 vocab_size: int = 49408, text_width: int = 768, text_layers: int = 12):
-    """``EVA02_CLIP_L_336_psz14_s6B.pt`` (EVA-CLIP ``CustomCLIP``): 712 keys at full size, all float16.
-
-    Includes the 2 + 2 * depth RoPE table aliases ``*rope.freqs_{cos,sin}`` (grid^2, head_dim).
-    """
-    C, Hm, g, hd = vision_width, vision_mlp_hidden, img_size // patch_size, vision_width // vision_heads
-    lay = OrderedDict()
-    lay["logit_scale"] = ((), F16)
-    lay["visual.cls_token"] = ((1, 1, C), F16)
-    lay["visual.pos_embed"] = ((1, 1 + g * g, C), F16)
-    lay["visual.patch_embed.proj.weight"] = ((C, 3, patch_size, patch_size), F16)
-    lay["visual.patch_embed.proj.bias"] = ((C,), F16)
-    lay["visual.rope.freqs_cos"] = ((g * g, hd), F16)
-    lay["visual.rope.freqs_sin"] = ((g * g, hd), F16)
-    for i in range(vision_layers):
-        p = f"visual.blocks.{i}."
-        for name, shape in (("norm1.weight", (C,)), ("norm1.bias", (C,)), ("attn.q_bias", (C,)),
-                            ("attn.v_bias", (C,)), ("attn.q_proj.weight", (C, C)), ("attn.k_proj.weight", (C, C)),
-                            ("attn.v_proj.weight", (C, C)), ("attn.inner_attn_ln.weight", (C,)),
-                            ("attn.inner_attn_ln.bias", (C,)), ("attn.proj.weight", (C, C)), ("attn.proj.bias", (C,)),
-                            ("attn.rope.freqs_cos", (g * g, hd)), ("attn.rope.freqs_sin", (g * g, hd)),
-                            ("norm2.weight", (C,)), ("norm2.bias", (C,)), ("mlp.w1.weight", (Hm, C)),
-                            ("mlp.w1.bias", (Hm,)), ("mlp.w2.weight", (Hm, C)), ("mlp.w2.bias", (Hm,)),
-                            ("mlp.ffn_ln.weight", (Hm,)), ("mlp.ffn_ln.bias", (Hm,)), ("mlp.w3.weight", (C, Hm)),
-                            ("mlp.w3.bias", (C,))):
-            lay[p + name] = (shape, F16)
-    lay["visual.norm.weight"] = ((C,), F16)
-    lay["visual.norm.bias"] = ((C,), F16)
-    lay["visual.head.weight"] = ((embed_dim, C), F16)
-    lay["visual.head.bias"] = ((embed_dim,), F16)
-    Wt = text_width
-    lay["text.positional_embedding"] = ((context_length, Wt), F16)
-    lay["text.text_projection"] = ((Wt, embed_dim), F16)
-    lay["text.token_embedding.weight"] = ((vocab_size, Wt), F16)
-    for i in range(text_layers):
-        p = f"text.transformer.resblocks.{i}."
-        for name, shape in (("ln_1.weight", (Wt,)), ("ln_1.bias", (Wt,)), ("attn.in_proj_weight", (3 * Wt, Wt)),
-                            ("attn.in_proj_bias", (3 * Wt,)), ("attn.out_proj.weight", (Wt, Wt)),
-                            ("attn.out_proj.bias", (Wt,)), ("ln_2.weight", (Wt,)), ("ln_2.bias", (Wt,)),
-                            ("mlp.c_fc.weight", (4 * Wt, Wt)), ("mlp.c_fc.bias", (4 * Wt,)),
-                            ("mlp.c_proj.weight", (Wt, 4 * Wt)), ("mlp.c_proj.bias", (Wt,))):
-            lay[p + name] = (shape, F16)
-    lay["text.ln_final.weight"] = ((Wt,), F16)
-    lay["text.ln_final.bias"] = ((Wt,), F16)
-    return lay
-
-
-def _hf_layers(prefix: str, width: int, mlp: int, layers: int):
-    out = OrderedDict()
-    W = width
-    for i in range(layers):
-        p = f"{prefix}encoder.layers.{i}."
-        for name, shape in (("layer_norm1.weight", (W,)), ("layer_norm1.bias", (W,)),
-                            ("self_attn.k_proj.weight", (W, W)), ("self_attn.k_proj.bias", (W,)),
-                            ("self_attn.v_proj.weight", (W, W)), ("self_attn.v_proj.bias", (W,)),
-                            ("self_attn.q_proj.weight", (W, W)), ("self_attn.q_proj.bias", (W,)),
-                            ("self_attn.out_proj.weight", (W, W)), ("self_attn.out_proj.bias", (W,)),
-                            ("layer_norm2.weight", (W,)), ("layer_norm2.bias", (W,)), ("mlp.fc1.weight", (mlp, W)),
-                            ("mlp.fc1.bias", (mlp,)), ("mlp.fc2.weight", (W, mlp)), ("mlp.fc2.bias", (W,))):
-            out[p + name] = (shape, F32)
-    return out
-
-
-def siglip_layout(vision_width: int = 1024, vision_layers: int = 24, vision_mlp: int = 4096, patch_size: int = 16,
-                  img_size: int = 384, text_width: int = 1024, text_layers: int = 24, text_mlp: int = 4096,
-                  vocab_size: int = 32000, max_positions: int = 64, embed_dim: int = 1024):
-    """``siglip_vitl16_384.pth`` (HF ``SiglipModel`` names): 792 keys at full size, float32."""
-    Wt, Wv, g = text_width, vision_width, img_size // patch_size
-    lay = OrderedDict()
-    lay["logit_scale"] = ((1,), F32)
-    lay["logit_bias"] = ((1,), F32)
-    lay["text_model.embeddings.token_embedding.weight"] = ((vocab_size, Wt), F32)
-    lay["text_model.embeddings.position_embedding.weight"] = ((max_positions, Wt), F32)
-    lay.update(_hf_layers("text_model.", Wt, text_mlp, text_layers))
-    lay["text_model.final_layer_norm.weight"] = ((Wt,), F32)
-    lay["text_model.final_layer_norm.bias"] = ((Wt,), F32)
-    lay["text_model.head.weight"] = ((embed_dim, Wt), F32)
-    lay["text_model.head.bias"] = ((embed_dim,), F32)
-    lay["vision_model.embeddings.patch_embedding.weight"] = ((Wv, 3, patch_size, patch_size), F32)
-    lay["vision_model.embeddings.patch_embedding.bias"] = ((Wv,), F32)
-    lay["vision_model.embeddings.position_embedding.weight"] = ((g * g, Wv), F32)
-    lay.update(_hf_layers("vision_model.", Wv, vision_mlp, vision_layers))
-    lay["vision_model.post_layernorm.weight"] = ((Wv,), F32)
-    lay["vision_model.post_layernorm.bias"] = ((Wv,), F32)
-    lay["vision_model.head.probe"] = ((1, 1, Wv), F32)
-    lay["vision_model.head.attention.in_proj_weight"] = ((3 * Wv, Wv), F32)
-    lay["vision_model.head.attention.in_proj_bias"] = ((3 * Wv,), F32)
-    lay["vision_model.head.attention.out_proj.weight"] = ((Wv, Wv), F32)
-    lay["vision_model.head.attention.out_proj.bias"] = ((Wv,), F32)
-    lay["vision_model.head.layernorm.weight"] = ((Wv,), F32)
-    lay["vision_model.head.layernorm.bias"] = ((Wv,), F32)
-    lay["vision_model.head.mlp.fc1.weight"] = ((vision_mlp, Wv), F32)
-    lay["vision_model.head.mlp.fc1.bias"] = ((vision_mlp,), F32)
-    lay["vision_model.head.mlp.fc2.weight"] = ((Wv, vision_mlp), F32)
-    lay["vision_model.head.mlp.fc2.bias"] = ((Wv,), F32)
-    return lay
 
 
 def split_keys(keys: Iterable[str], prefixes: Sequence[str]) -> Tuple[List[str], List[str]]:

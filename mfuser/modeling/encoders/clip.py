@@ -1,16 +1,24 @@
-"""OpenAI CLIP ViT-L/14-336 image tower, on open_clip's ``VisionTransformer`` (QuickGELU, as OpenAI's weights)."""
+"""The OpenAI CLIP ViT-L/14-336 family: image tower, text tower, the official file's key layout and conversion.
+
+* :class:`CLIPVisionEncoder`: the image tower, on open_clip's ``VisionTransformer`` (QuickGELU, as OpenAI's
+  weights), loading ``visual.*`` of ``ViT-L-14-336px.pt``;
+* :class:`CLIPTextEncoder`: the text tower with learnable contexts, loading the archive's top-level text keys;
+* :func:`clip_layout`: the keys, shapes and dtypes of the official TorchScript archive.
+"""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from collections import OrderedDict
+from typing import Dict, Sequence, Tuple
 
 import torch
-from open_clip.transformer import QuickGELU, VisionTransformer
+from open_clip.transformer import QuickGELU, TextTransformer, VisionTransformer
 from timm.layers import drop_path, resample_abs_pos_embed
 
 from .base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenImageEncoder, resize_kernel
-from .checkpoints import clip_layout, split_keys, tensor_shape_str
+from .checkpoints import split_keys, tensor_shape_str
+from .text import PromptTextEncoder, tokenize_bpe
 
-__all__ = ["CLIPVisionEncoder"]
+__all__ = ["CLIPVisionEncoder", "CLIPTextEncoder", "clip_layout", "CLIP_EXTRA_KEYS"]
 
 
 class CLIPVisionEncoder(FrozenImageEncoder):
@@ -164,3 +172,121 @@ class CLIPVisionEncoder(FrozenImageEncoder):
             out[name] = v
         return out, adapted
 
+
+class CLIPTextEncoder(PromptTextEncoder):
+    """OpenAI CLIP text tower (ViT-L/14-336: width 768, 12 layers, 12 heads, QuickGELU, causal mask, out 768).
+
+    Args:
+        width, layers, heads, output_dim, vocab_size: tower size.
+        n_ctx: learnable context vectors after the start token (5).
+        name_length: BPE length of a name: SOT + name + EOT + padding (5); the position embedding is truncated
+            77 -> name_length + n_ctx (10).
+        tau: temperature; ``score_calibration`` returns (1 / tau, None).
+        ctx_init_std: std of the truncated-normal context init (reference: 1.0).
+        weights: path of ``ViT-L-14-336px.pt`` (text keys are read from the same archive), or None.
+    """
+
+    pool = "argmax"
+
+    def __init__(self, *, width: int = 768, layers: int = 12, heads: int = 12, output_dim: int = 768,
+                 vocab_size: int = 49408, n_ctx: int = 5, name_length: int = 5, tau: float = 0.07,
+                 ctx_init_std: float = 1.0, weights: str | None = None):
+        tower = TextTransformer(context_length=name_length + n_ctx, vocab_size=vocab_size, width=width, heads=heads,
+                                layers=layers, output_dim=output_dim, act_layer=self._act(), pool_type="argmax")
+        super().__init__(tower, n_ctx=n_ctx, name_length=name_length, ctx_init_std=ctx_init_std)
+        if tau <= 0:
+            raise ValueError(f"tau must be > 0, got {tau}")
+        self.tau = tau
+        self.model_name = f"{self._family} text tower (width {width}, layers {layers})"
+        if weights is not None:
+            self.load_official(weights)
+
+    _family = "CLIP"
+    _prefix = ""
+
+    @staticmethod
+    def _act():
+        return QuickGELU
+
+    def tokenize(self, class_names: Sequence[str]) -> torch.Tensor:
+        return tokenize_bpe(list(class_names), self.name_length, self.model_name)
+
+    def score_calibration(self):
+        return torch.tensor(1.0 / self.tau, device=self.contexts.device), None
+
+    def _layout(self):
+        t = self.tower
+        return clip_layout(transformer_width=t.width, transformer_layers=t.transformer.layers,
+                           vocab_size=t.vocab_size, embed_dim=t.output_dim)
+
+    def _official_keys(self):
+        other, used = split_keys(self._layout(), ("visual.", "logit_scale", *CLIP_EXTRA_KEYS))
+        return used, other
+
+    def _convert(self, sd):
+        out, adapted = {}, []
+        for k, v in sd.items():
+            name = k[len(self._prefix):]
+            if name == "positional_embedding":
+                v = self._truncate_pos(k, v, adapted)
+            out[name] = v
+        return out, adapted
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Official key layout: ordered {name: (shape, dtype)} exactly as in the key manifest (full-size defaults); the
+# keyword arguments scale it down for tiny test files (same names, fewer blocks, smaller widths).
+# ---------------------------------------------------------------------------------------------------------------
+F32, F16, I64 = torch.float32, torch.float16, torch.int64
+
+
+def _openai_resblocks(prefix: str, width: int, layers: int, fp16: Sequence[str], dtype_all=None):
+    out = OrderedDict()
+    W = width
+    for i in range(layers):
+        p = f"{prefix}transformer.resblocks.{i}."
+        for name, shape in (("attn.in_proj_weight", (3 * W, W)), ("attn.in_proj_bias", (3 * W,)),
+                            ("attn.out_proj.weight", (W, W)), ("attn.out_proj.bias", (W,)),
+                            ("ln_1.weight", (W,)), ("ln_1.bias", (W,)), ("mlp.c_fc.weight", (4 * W, W)),
+                            ("mlp.c_fc.bias", (4 * W,)), ("mlp.c_proj.weight", (W, 4 * W)), ("mlp.c_proj.bias", (W,)),
+                            ("ln_2.weight", (W,)), ("ln_2.bias", (W,))):
+            dt = dtype_all or (F16 if any(name.startswith(f) for f in fp16) else F32)
+            out[p + name] = (shape, dt)
+    return out
+
+
+def clip_layout(embed_dim: int = 768, image_resolution: int = 336, vision_layers: int = 24, vision_width: int = 1024,
+                vision_patch_size: int = 14, context_length: int = 77, vocab_size: int = 49408,
+                transformer_width: int = 768, transformer_layers: int = 12):
+    """``ViT-L-14-336px.pt`` (OpenAI TorchScript): 449 entries at full size, mixed fp16/fp32 as convert_weights().
+
+    The text tower sits at top level; the vision tower under ``visual.``; plus 0-dim int64 extras
+    ``input_resolution``, ``context_length``, ``vocab_size`` and the fp32 ``logit_scale``.
+    """
+    fp16 = ("attn.in_proj", "attn.out_proj", "mlp.c_fc", "mlp.c_proj")
+    g = image_resolution // vision_patch_size
+    Wv, Wt = vision_width, transformer_width
+    lay = OrderedDict()
+    lay["positional_embedding"] = ((context_length, Wt), F32)
+    lay["text_projection"] = ((Wt, embed_dim), F16)
+    lay["logit_scale"] = ((), F32)
+    lay["input_resolution"] = ((), I64)
+    lay["context_length"] = ((), I64)
+    lay["vocab_size"] = ((), I64)
+    lay["visual.class_embedding"] = ((Wv,), F32)
+    lay["visual.positional_embedding"] = ((g * g + 1, Wv), F32)
+    lay["visual.proj"] = ((Wv, embed_dim), F16)
+    lay["visual.conv1.weight"] = ((Wv, 3, vision_patch_size, vision_patch_size), F16)
+    lay["visual.ln_pre.weight"] = ((Wv,), F32)
+    lay["visual.ln_pre.bias"] = ((Wv,), F32)
+    lay.update(_openai_resblocks("visual.", Wv, vision_layers, fp16))
+    lay["visual.ln_post.weight"] = ((Wv,), F32)
+    lay["visual.ln_post.bias"] = ((Wv,), F32)
+    lay.update(_openai_resblocks("", Wt, transformer_layers, fp16))
+    lay["token_embedding.weight"] = ((vocab_size, Wt), F32)
+    lay["ln_final.weight"] = ((Wt,), F32)
+    lay["ln_final.bias"] = ((Wt,), F32)
+    return lay
+
+
+CLIP_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")

@@ -1,6 +1,7 @@
 """DINOv2 ViT-L/14 (the vision foundation model stream), on timm's ``VisionTransformer``."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Dict, Tuple
 
 import torch
@@ -9,9 +10,9 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as timm_vit_filter
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, FrozenImageEncoder, resize_kernel
-from .checkpoints import dinov2_layout, tensor_shape_str
+from .checkpoints import tensor_shape_str
 
-__all__ = ["DINOv2Encoder"]
+__all__ = ["DINOv2Encoder", "dinov2_layout"]
 
 
 class DINOv2Encoder(FrozenImageEncoder):
@@ -109,8 +110,9 @@ class DINOv2Encoder(FrozenImageEncoder):
         posf = pos.float()
         C = posf.shape[-1]
         patch = posf[:, P:].reshape(1, n, n, C).permute(0, 3, 1, 2)
-        # DINOv2 offsets the target grid by 0.1 against floor rounding of the output size (DINO issue 8); the
-        # scale factor (not the size) then also sets PyTorch's source coordinates.
+        # DINOv2 offsets the target grid by 0.1 against floor rounding of the output size
+        # (facebookresearch/dino issue #8); the scale factor (not the size) then also sets PyTorch's source
+        # coordinates.
         scale = ((h + 0.1) / n, (w + 0.1) / n)
         patch = F.interpolate(patch, scale_factor=scale, mode=self.pos_interpolation)
         if tuple(patch.shape[-2:]) != (h, w):
@@ -153,3 +155,33 @@ class DINOv2Encoder(FrozenImageEncoder):
             adapted.append(f"pos_embed: {tensor_shape_str(old_pos)} -> {tensor_shape_str(out['pos_embed'])} "
                            f"({self.pos_interpolation})")
         return out, adapted
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Official key layout: ordered {name: (shape, dtype)} exactly as in the key manifest (full-size defaults); the
+# keyword arguments scale it down for tiny test files (same names, fewer blocks, smaller widths).
+# ---------------------------------------------------------------------------------------------------------------
+F32 = torch.float32
+
+
+def dinov2_layout(embed_dim: int = 1024, depth: int = 24, patch_size: int = 14, img_size: int = 518,
+                  mlp_ratio: float = 4.0) -> OrderedDict[str, Tuple[Tuple[int, ...], torch.dtype]]:
+    """``dinov2_vitl14_pretrain.pth``: 343 keys at full size, all float32."""
+    C, H, g = embed_dim, int(embed_dim * mlp_ratio), img_size // patch_size
+    lay = OrderedDict()
+    lay["cls_token"] = ((1, 1, C), F32)
+    lay["pos_embed"] = ((1, 1 + g * g, C), F32)
+    lay["mask_token"] = ((1, C), F32)
+    lay["patch_embed.proj.weight"] = ((C, 3, patch_size, patch_size), F32)
+    lay["patch_embed.proj.bias"] = ((C,), F32)
+    for i in range(depth):
+        p = f"blocks.{i}."
+        for name, shape in (("norm1.weight", (C,)), ("norm1.bias", (C,)), ("attn.qkv.weight", (3 * C, C)),
+                            ("attn.qkv.bias", (3 * C,)), ("attn.proj.weight", (C, C)), ("attn.proj.bias", (C,)),
+                            ("ls1.gamma", (C,)), ("norm2.weight", (C,)), ("norm2.bias", (C,)),
+                            ("mlp.fc1.weight", (H, C)), ("mlp.fc1.bias", (H,)), ("mlp.fc2.weight", (C, H)),
+                            ("mlp.fc2.bias", (C,)), ("ls2.gamma", (C,))):
+            lay[p + name] = (shape, F32)
+    lay["norm.weight"] = ((C,), F32)
+    lay["norm.bias"] = ((C,), F32)
+    return lay

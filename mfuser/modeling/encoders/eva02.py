@@ -1,16 +1,25 @@
-"""EVA02-CLIP-L/14-336 image tower, on timm's ``Eva`` (SwiGLU, sub-LN, 2D RoPE)."""
+"""The EVA02-CLIP-L/14-336 family: image tower, text tower, the official file's key layout and conversion.
+
+* :class:`EVA02VisionEncoder`: the image tower, on timm's ``Eva`` (SwiGLU, sub-LN, 2D RoPE), loading ``visual.*``
+  of ``EVA02_CLIP_L_336_psz14_s6B.pt``;
+* :class:`EVA02TextEncoder`: the text tower with learnable contexts (the CLIP tower with GELU), loading ``text.*``;
+* :func:`eva02_layout`: the keys, shapes and dtypes of the official file.
+"""
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Dict, Tuple
 
 import torch
 from timm.models.eva import Eva
 from timm.models.eva import checkpoint_filter_fn as timm_eva_filter
+from torch import nn
 
 from .base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenImageEncoder, resize_kernel
-from .checkpoints import eva02_layout, split_keys, tensor_shape_str
+from .checkpoints import split_keys, tensor_shape_str
+from .clip import CLIPTextEncoder
 
-__all__ = ["EVA02VisionEncoder"]
+__all__ = ["EVA02VisionEncoder", "EVA02TextEncoder", "eva02_layout"]
 
 
 class EVA02VisionEncoder(FrozenImageEncoder):
@@ -127,3 +136,87 @@ class EVA02VisionEncoder(FrozenImageEncoder):
             adapted.append(f"visual.pos_embed: {tensor_shape_str(old_pos)} -> {tensor_shape_str(out['pos_embed'])} "
                            "(bicubic)")
         return out, adapted
+
+
+class EVA02TextEncoder(CLIPTextEncoder):
+    """EVA02-CLIP-L text tower (width 768, 12 layers, 12 heads, GELU, causal mask, out 768), keys ``text.*``.
+
+    Same arguments as :class:`CLIPTextEncoder`; defaults n_ctx 8 and name_length 5 (context length 13).
+    """
+
+    _family = "EVA02-CLIP"
+    _prefix = "text."
+
+    def __init__(self, *, width: int = 768, layers: int = 12, heads: int = 12, output_dim: int = 768,
+                 vocab_size: int = 49408, n_ctx: int = 8, name_length: int = 5, tau: float = 0.07,
+                 ctx_init_std: float = 1.0, weights: str | None = None):
+        super().__init__(width=width, layers=layers, heads=heads, output_dim=output_dim, vocab_size=vocab_size,
+                         n_ctx=n_ctx, name_length=name_length, tau=tau, ctx_init_std=ctx_init_std, weights=weights)
+
+    @staticmethod
+    def _act():
+        return nn.GELU
+
+    def _layout(self):
+        t = self.tower
+        return eva02_layout(text_width=t.width, text_layers=t.transformer.layers, vocab_size=t.vocab_size,
+                            embed_dim=t.output_dim)
+
+    def _official_keys(self):
+        return split_keys(self._layout(), ("text.",))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Official key layout: ordered {name: (shape, dtype)} exactly as in the key manifest (full-size defaults); the
+# keyword arguments scale it down for tiny test files (same names, fewer blocks, smaller widths).
+# ---------------------------------------------------------------------------------------------------------------
+F16 = torch.float16
+
+
+def eva02_layout(embed_dim: int = 768, vision_width: int = 1024, vision_layers: int = 24, vision_heads: int = 16,
+                 vision_mlp_hidden: int = 2730, patch_size: int = 14, img_size: int = 336, context_length: int = 77,
+                 vocab_size: int = 49408, text_width: int = 768, text_layers: int = 12):
+    """``EVA02_CLIP_L_336_psz14_s6B.pt`` (EVA-CLIP ``CustomCLIP``): 712 keys at full size, all float16.
+
+    Includes the 2 + 2 * depth RoPE table aliases ``*rope.freqs_{cos,sin}`` (grid^2, head_dim).
+    """
+    C, Hm, g, hd = vision_width, vision_mlp_hidden, img_size // patch_size, vision_width // vision_heads
+    lay = OrderedDict()
+    lay["logit_scale"] = ((), F16)
+    lay["visual.cls_token"] = ((1, 1, C), F16)
+    lay["visual.pos_embed"] = ((1, 1 + g * g, C), F16)
+    lay["visual.patch_embed.proj.weight"] = ((C, 3, patch_size, patch_size), F16)
+    lay["visual.patch_embed.proj.bias"] = ((C,), F16)
+    lay["visual.rope.freqs_cos"] = ((g * g, hd), F16)
+    lay["visual.rope.freqs_sin"] = ((g * g, hd), F16)
+    for i in range(vision_layers):
+        p = f"visual.blocks.{i}."
+        for name, shape in (("norm1.weight", (C,)), ("norm1.bias", (C,)), ("attn.q_bias", (C,)),
+                            ("attn.v_bias", (C,)), ("attn.q_proj.weight", (C, C)), ("attn.k_proj.weight", (C, C)),
+                            ("attn.v_proj.weight", (C, C)), ("attn.inner_attn_ln.weight", (C,)),
+                            ("attn.inner_attn_ln.bias", (C,)), ("attn.proj.weight", (C, C)), ("attn.proj.bias", (C,)),
+                            ("attn.rope.freqs_cos", (g * g, hd)), ("attn.rope.freqs_sin", (g * g, hd)),
+                            ("norm2.weight", (C,)), ("norm2.bias", (C,)), ("mlp.w1.weight", (Hm, C)),
+                            ("mlp.w1.bias", (Hm,)), ("mlp.w2.weight", (Hm, C)), ("mlp.w2.bias", (Hm,)),
+                            ("mlp.ffn_ln.weight", (Hm,)), ("mlp.ffn_ln.bias", (Hm,)), ("mlp.w3.weight", (C, Hm)),
+                            ("mlp.w3.bias", (C,))):
+            lay[p + name] = (shape, F16)
+    lay["visual.norm.weight"] = ((C,), F16)
+    lay["visual.norm.bias"] = ((C,), F16)
+    lay["visual.head.weight"] = ((embed_dim, C), F16)
+    lay["visual.head.bias"] = ((embed_dim,), F16)
+    Wt = text_width
+    lay["text.positional_embedding"] = ((context_length, Wt), F16)
+    lay["text.text_projection"] = ((Wt, embed_dim), F16)
+    lay["text.token_embedding.weight"] = ((vocab_size, Wt), F16)
+    for i in range(text_layers):
+        p = f"text.transformer.resblocks.{i}."
+        for name, shape in (("ln_1.weight", (Wt,)), ("ln_1.bias", (Wt,)), ("attn.in_proj_weight", (3 * Wt, Wt)),
+                            ("attn.in_proj_bias", (3 * Wt,)), ("attn.out_proj.weight", (Wt, Wt)),
+                            ("attn.out_proj.bias", (Wt,)), ("ln_2.weight", (Wt,)), ("ln_2.bias", (Wt,)),
+                            ("mlp.c_fc.weight", (4 * Wt, Wt)), ("mlp.c_fc.bias", (4 * Wt,)),
+                            ("mlp.c_proj.weight", (Wt, 4 * Wt)), ("mlp.c_proj.bias", (Wt,))):
+            lay[p + name] = (shape, F16)
+    lay["text.ln_final.weight"] = ((Wt,), F16)
+    lay["text.ln_final.bias"] = ((Wt,), F16)
+    return lay

@@ -1,4 +1,4 @@
-"""Frozen VLM text towers with learnable CoOp context vectors (MFuser reference §3.1).
+"""Frozen VLM text towers with learnable CoOp context vectors (docs/reference.md, "Text encoders and MTEnhancer").
 
 Each class name is tokenised to a short sequence (start token, name pieces, end token, padding), ``n_ctx``
 learnable context vectors are inserted right after the first token, the sequence runs through the frozen open_clip
@@ -10,33 +10,24 @@ text transformer, is pooled and projected into the image-text embedding space::
 
 Class names always come from the caller (dataset metadata). Only ``contexts`` is trainable. In eval mode the
 output is cached per vocabulary (and per context-vector version); ``train()`` clears the cache.
+
+This module holds the logic the towers share (:class:`PromptTextEncoder`) and the BPE tokenisation of the CLIP
+family; each tower lives with its family's image tower and key layout: ``CLIPTextEncoder`` in ``clip.py``,
+``EVA02TextEncoder`` in ``eva02.py``, ``SigLIPTextEncoder`` and its SentencePiece tokenizer in ``siglip.py``.
 """
 from __future__ import annotations
 
 import functools
 import logging
-import math
-import os
-import re
-import string
 from typing import Dict, List, Sequence, Tuple
 
 import torch
-from open_clip.transformer import LayerNorm, QuickGELU, TextTransformer
+from open_clip.transformer import TextTransformer
 from torch import nn
 
-from .checkpoints import (
-    LoadReport,
-    OfficialCheckpointLoader,
-    clip_layout,
-    eva02_layout,
-    siglip_layout,
-    split_keys,
-    tensor_shape_str,
-)
-from .siglip import hf_siglip_layer_map
+from .checkpoints import LoadReport, OfficialCheckpointLoader, tensor_shape_str
 
-__all__ = ["PromptTextEncoder", "CLIPTextEncoder", "EVA02TextEncoder", "SigLIPTextEncoder", "SigLIPTokenizer"]
+__all__ = ["PromptTextEncoder", "tokenize_bpe"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +147,10 @@ class PromptTextEncoder(OfficialCheckpointLoader, nn.Module):
                 getattr(self, name).copy_(v.reshape(()).to(getattr(self, name).dtype))
 
 
-def _tokenize_bpe(names: List[str], length: int, model_name: str) -> torch.Tensor:
+def tokenize_bpe(names: List[str], length: int, model_name: str) -> torch.Tensor:
+    """(K,) names -> (K, length) int64 ids with open_clip's CLIP BPE (SOT, pieces, EOT, zero padding).
+
+    Names longer than ``length - 2`` pieces are truncated (with a warning naming ``model_name``)."""
     tok = _bpe_tokenizer(length)
     for name in names:
         if len(tok.encode(name)) > length - 2:
@@ -170,215 +164,3 @@ def _bpe_tokenizer(length: int):
     from open_clip.tokenizer import SimpleTokenizer  # BPE vocabulary ships inside the open_clip package
 
     return SimpleTokenizer(context_length=length)
-
-
-class CLIPTextEncoder(PromptTextEncoder):
-    """OpenAI CLIP text tower (ViT-L/14-336: width 768, 12 layers, 12 heads, QuickGELU, causal mask, out 768).
-
-    Args:
-        width, layers, heads, output_dim, vocab_size: tower size.
-        n_ctx: learnable context vectors after the start token (5).
-        name_length: BPE length of a name: SOT + name + EOT + padding (5); the position embedding is truncated
-            77 -> name_length + n_ctx (10).
-        tau: temperature; ``score_calibration`` returns (1 / tau, None).
-        ctx_init_std: std of the truncated-normal context init (reference: 1.0).
-        weights: path of ``ViT-L-14-336px.pt`` (text keys are read from the same archive), or None.
-    """
-
-    pool = "argmax"
-
-    def __init__(self, *, width: int = 768, layers: int = 12, heads: int = 12, output_dim: int = 768,
-                 vocab_size: int = 49408, n_ctx: int = 5, name_length: int = 5, tau: float = 0.07,
-                 ctx_init_std: float = 1.0, weights: str | None = None):
-        tower = TextTransformer(context_length=name_length + n_ctx, vocab_size=vocab_size, width=width, heads=heads,
-                                layers=layers, output_dim=output_dim, act_layer=self._act(), pool_type="argmax")
-        super().__init__(tower, n_ctx=n_ctx, name_length=name_length, ctx_init_std=ctx_init_std)
-        if tau <= 0:
-            raise ValueError(f"tau must be > 0, got {tau}")
-        self.tau = tau
-        self.model_name = f"{self._family} text tower (width {width}, layers {layers})"
-        if weights is not None:
-            self.load_official(weights)
-
-    _family = "CLIP"
-    _prefix = ""
-
-    @staticmethod
-    def _act():
-        return QuickGELU
-
-    def tokenize(self, class_names: Sequence[str]) -> torch.Tensor:
-        return _tokenize_bpe(list(class_names), self.name_length, self.model_name)
-
-    def score_calibration(self):
-        return torch.tensor(1.0 / self.tau, device=self.contexts.device), None
-
-    def _layout(self):
-        t = self.tower
-        return clip_layout(transformer_width=t.width, transformer_layers=t.transformer.layers,
-                           vocab_size=t.vocab_size, embed_dim=t.output_dim)
-
-    def _official_keys(self):
-        other, used = split_keys(self._layout(), ("visual.", "logit_scale", "input_resolution", "context_length",
-                                                  "vocab_size"))
-        return used, other
-
-    def _convert(self, sd):
-        out, adapted = {}, []
-        for k, v in sd.items():
-            name = k[len(self._prefix):]
-            if name == "positional_embedding":
-                v = self._truncate_pos(k, v, adapted)
-            out[name] = v
-        return out, adapted
-
-
-class EVA02TextEncoder(CLIPTextEncoder):
-    """EVA02-CLIP-L text tower (width 768, 12 layers, 12 heads, GELU, causal mask, out 768), keys ``text.*``.
-
-    Same arguments as :class:`CLIPTextEncoder`; defaults n_ctx 8 and name_length 5 (context length 13).
-    """
-
-    _family = "EVA02-CLIP"
-    _prefix = "text."
-
-    def __init__(self, *, width: int = 768, layers: int = 12, heads: int = 12, output_dim: int = 768,
-                 vocab_size: int = 49408, n_ctx: int = 8, name_length: int = 5, tau: float = 0.07,
-                 ctx_init_std: float = 1.0, weights: str | None = None):
-        super().__init__(width=width, layers=layers, heads=heads, output_dim=output_dim, vocab_size=vocab_size,
-                         n_ctx=n_ctx, name_length=name_length, tau=tau, ctx_init_std=ctx_init_std, weights=weights)
-
-    @staticmethod
-    def _act():
-        return nn.GELU
-
-    def _layout(self):
-        t = self.tower
-        return eva02_layout(text_width=t.width, text_layers=t.transformer.layers, vocab_size=t.vocab_size,
-                            embed_dim=t.output_dim)
-
-    def _official_keys(self):
-        return split_keys(self._layout(), ("text.",))
-
-
-_PUNCT = re.compile("[" + re.escape(string.punctuation) + "]")
-
-
-class SigLIPTokenizer:
-    """SentencePiece tokenizer for SigLIP from a local ``spiece.model`` file (no hub access).
-
-    Text is canonicalised as SigLIP's processor does (lower-case, punctuation removed, whitespace collapsed), encoded,
-    truncated to ``length - 1`` pieces, terminated with EOS and padded with EOS (SigLIP's pad token is ``</s>``).
-    """
-
-    def __init__(self, path: str, length: int = 5):
-        path = os.fspath(path) if path is not None else None
-        if not path or not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"SigLIP tokenizer model not found: {path!r} (tokenizer_path must be a local SentencePiece "
-                "'spiece.model', e.g. the one of google/siglip-large-patch16-384)")
-        import sentencepiece as spm
-
-        try:
-            self.sp = spm.SentencePieceProcessor(model_file=path)
-        except Exception as e:
-            raise ValueError(f"{path}: not a SentencePiece model ({type(e).__name__}: {e})") from None
-        self.eos_id = self.sp.eos_id()
-        if self.eos_id < 0:
-            raise ValueError(f"{path}: SentencePiece model has no EOS piece; SigLIP needs one to terminate and pad")
-        self.length = length
-        self.path = path
-
-    @staticmethod
-    def canonicalize(text: str) -> str:
-        return " ".join(_PUNCT.sub("", text.lower()).split())
-
-    def __call__(self, names: Sequence[str]) -> torch.Tensor:
-        out = torch.full((len(names), self.length), self.eos_id, dtype=torch.long)
-        for i, name in enumerate(names):
-            ids = self.sp.encode(self.canonicalize(name))
-            if len(ids) > self.length - 1:
-                logger.warning("SigLIP tokenizer: class name %r has %d pieces; truncated to %d", name, len(ids),
-                               self.length - 1)
-            ids = ids[: self.length - 1] + [self.eos_id]
-            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return out
-
-
-class SigLIPTextEncoder(PromptTextEncoder):
-    """SigLIP-L text tower (width 1024, 24 layers, 16 heads, no causal mask, last-token pooling, Linear head).
-
-    Args:
-        tokenizer_path: local SentencePiece model (``FileNotFoundError`` naming it when it does not exist; None
-            only for weight checks: encoding names then raises).
-        width, layers, heads, output_dim, vocab_size: tower size (1024, 24, 16, 1024, 32000).
-        n_ctx: 5 context vectors inserted after the first token (SigLIP has no start token: after the first name
-            piece, as the published code); name_length 5 -> context length 10 (position embedding 64 -> 10).
-        act_layer: "gelu_tanh" as the released weights (HF ``gelu_pytorch_tanh``).
-        weights: path of ``siglip_vitl16_384.pth`` (HF ``SiglipModel`` names), or None.
-
-    ``score_calibration`` returns ``(exp(logit_scale), logit_bias)``: two scalar buffers set by ``load_official``
-    from the pretrained file (defaults log 10 and -10 without it). They are non-persistent (not in ``state_dict``):
-    the published MFuser keeps them as plain attributes read from the SigLIP file, so its checkpoints do not hold
-    them, and they only calibrate the training-time score-map loss.
-    """
-
-    pool = "last"
-
-    def __init__(self, *, tokenizer_path: str | None, width: int = 1024, layers: int = 24, heads: int = 16,
-                 output_dim: int = 1024, vocab_size: int = 32000, n_ctx: int = 5, name_length: int = 5,
-                 act_layer: str = "gelu_tanh", ctx_init_std: float = 1.0, weights: str | None = None):
-        # A given path must exist (fails here, naming it); None builds the tower without a tokenizer (e.g. only to
-        # check weights) and forward() then raises.
-        tokenizer = SigLIPTokenizer(tokenizer_path, name_length) if tokenizer_path is not None else None
-        act = functools.partial(nn.GELU, approximate="tanh") if act_layer == "gelu_tanh" else nn.GELU
-        tower = TextTransformer(context_length=name_length + n_ctx, vocab_size=vocab_size, width=width, heads=heads,
-                                layers=layers, output_dim=output_dim, no_causal_mask=True, pool_type="last",
-                                proj_bias=True, act_layer=act,
-                                norm_layer=functools.partial(LayerNorm, eps=1e-6))
-        super().__init__(tower, n_ctx=n_ctx, name_length=name_length, ctx_init_std=ctx_init_std)
-        self.tokenizer = tokenizer
-        # Non-persistent: an official MFuser checkpoint has no such keys (they come from the pretrained file).
-        self.register_buffer("logit_scale", torch.tensor(math.log(10.0)), persistent=False)
-        self.register_buffer("logit_bias", torch.tensor(-10.0), persistent=False)
-        self.model_name = f"SigLIP text tower (width {width}, layers {layers})"
-        if weights is not None:
-            self.load_official(weights)
-
-    def tokenize(self, class_names: Sequence[str]) -> torch.Tensor:
-        if self.tokenizer is None:
-            raise RuntimeError(f"{self.model_name} was built with tokenizer_path=None; pass the local SentencePiece "
-                               "model path (tokenizer_path) to encode class names")
-        return self.tokenizer(list(class_names))
-
-    def score_calibration(self):
-        return self.logit_scale.exp(), self.logit_bias
-
-    def _official_keys(self):
-        t = self.tower
-        lay = siglip_layout(text_width=t.width, text_layers=t.transformer.layers, vocab_size=t.vocab_size,
-                            text_mlp=t.transformer.resblocks[0].mlp.c_fc.out_features, embed_dim=t.output_dim)
-        used, other = split_keys(lay, ("text_model.", "logit_"))
-        return used, other
-
-    def _convert(self, sd):
-        P = "text_model."
-        out, adapted = {}, []
-        if P + "embeddings.token_embedding.weight" in sd:
-            out["token_embedding.weight"] = sd[P + "embeddings.token_embedding.weight"]
-        k = P + "embeddings.position_embedding.weight"
-        if k in sd:
-            out["positional_embedding"] = self._truncate_pos(k, sd[k], adapted)
-        for i in range(self.tower.transformer.layers):
-            out.update(hf_siglip_layer_map(
-                f"{P}encoder.layers.{i}.", f"transformer.resblocks.{i}.", sd,
-                {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
-                 "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}, ("attn.in_proj_weight", "attn.in_proj_bias")))
-        for s, t in ((P + "final_layer_norm", "ln_final"), (P + "head", "text_projection")):
-            for leaf in ("weight", "bias"):
-                if f"{s}.{leaf}" in sd:
-                    out[f"{t}.{leaf}"] = sd[f"{s}.{leaf}"]
-        for name in ("logit_scale", "logit_bias"):
-            if name in sd:
-                out["@" + name] = sd[name]
-        return out, adapted

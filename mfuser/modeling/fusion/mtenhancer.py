@@ -1,4 +1,7 @@
-"""MTEnhancer: refines the class-name text embeddings with the fused image embedding (MFuser reference §3.2)."""
+"""MTEnhancer: refines the class-name text embeddings with the fused image embedding.
+
+(docs/reference.md, "Text side", "Text encoders and MTEnhancer").
+"""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""MVFuser: the Mamba co-adapter that fuses the VFM and VLM token streams (MFuser reference §2)."""
+"""MVFuser: the Mamba co-adapter that fuses the VFM and VLM token streams (docs/reference.md, "Fusion", "MVFuser")."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Losses of the MFuser head (reference §3.3, §4.3).
+"""Losses of the MFuser head (docs/reference.md, "Losses").
 
 * :class:`MFuserCriterion`: fixed assignment query k <-> class k (tqdm's ``IdentityAssigner``, no
   Hungarian matching); class cross-entropy over all queries; sigmoid BCE + Dice on
@@ -212,7 +212,7 @@ def score_map_loss(
     ignore_label: int = 255,
     avg_non_ignore: bool = False,
 ) -> torch.Tensor:
-    """Pixel-text alignment loss (reference §3.3): CE of the cosine score map against the labels.
+    """Pixel-text alignment loss (docs/reference.md, "Losses"): CE of the cosine score map against the labels.
 
     score[b, k] = scale * <dense[b] / |dense[b]|, text[b, k] / |text[b, k]|> + bias, bilinearly upsampled
     (align_corners=False) to the label size, softmax CE over the K classes with ``ignore_label``.

@@ -1,4 +1,4 @@
-"""Text-conditioned multi-scale deformable-attention pixel decoder (tqdm / MFuser, reference §4.1).
+"""Text-conditioned multi-scale deformable-attention pixel decoder (tqdm / MFuser, docs/reference.md, "Pixel decoder").
 
 A Mask2Former ``MSDeformAttnPixelDecoder`` whose encoder layers add, between the deformable
 self-attention and the FFN, a cross-attention from every pixel token to the (projected) class text

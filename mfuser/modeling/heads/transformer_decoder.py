@@ -1,4 +1,4 @@
-"""Text-query masked-attention transformer decoder (tqdm / MFuser, reference §3.4, §4.2).
+"""Text-query masked-attention transformer decoder (tqdm / MFuser, docs/reference.md, "Transformer decoder").
 
 Mask2Former's decoder with one query per class whose content is initialised from the class text
 embedding; the classifier is a plain Linear to K + 1 (not text similarity).

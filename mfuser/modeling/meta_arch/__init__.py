@@ -1,4 +1,4 @@
-"""The MFuser meta-architecture (registered in detectron2's META_ARCH_REGISTRY)."""
+"""The MFuser meta-architecture (built from LazyConfig files; see :class:`MFuser`)."""
 from .mfuser import MFuser, semantic_inference
 
 __all__ = ["MFuser", "semantic_inference"]

@@ -1,6 +1,6 @@
 """The MFuser meta-architecture: fusion backbone + enhanced text queries + Mask2Former-style head.
 
-Reference: MFUSER_REFERENCE.md §1.1, §3, §4.4.
+Reference: docs/reference.md, "The method as the official code computes it".
 """
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from detectron2.config import configurable
-from detectron2.modeling import META_ARCH_REGISTRY
+from open_clip.constants import OPENAI_DATASET_MEAN
 
-from mfuser.data.transforms import IMAGE_PAD_RGB
 from mfuser.modeling.heads import score_map_loss
 
-__all__ = ["MFuser", "semantic_inference"]
+__all__ = ["CLIP_MEAN_RGB", "MFuser", "semantic_inference", "window_starts"]
+
+#: The OpenAI-CLIP mean colour (RGB, 0-255): the default ``pad_value``. The official pipeline pads with 0 after
+#: its CLIP normalisation, i.e. with this colour before it, for every variant.
+CLIP_MEAN_RGB = tuple(255.0 * m for m in OPENAI_DATASET_MEAN)
+
 
 def semantic_inference(pred_logits: torch.Tensor, pred_masks: torch.Tensor) -> torch.Tensor:
     """Mask2Former semantic inference.
@@ -33,27 +36,30 @@ def semantic_inference(pred_logits: torch.Tensor, pred_masks: torch.Tensor) -> t
     return torch.einsum("nqk,nqhw->nkhw", probs, pred_masks.sigmoid())
 
 
-def _pad_image(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pad (N, 3, H, W) at the bottom/right to (height, width) with the training crops' colour
-    (:data:`mfuser.data.transforms.IMAGE_PAD_RGB`, zero after the reference's normalisation)."""
+def _pad_image(images: torch.Tensor, height: int, width: int, pad_value: Sequence[float]) -> torch.Tensor:
+    """Pad (N, 3, H, W) at the bottom/right to (height, width) with the colour ``pad_value`` (3 values, in the
+    images' channel order: RGB)."""
     pad_h, pad_w = height - images.shape[-2], width - images.shape[-1]
     if pad_h == 0 and pad_w == 0:
         return images
     out = images.new_empty(*images.shape[:-2], height, width)
-    out[:] = torch.tensor(IMAGE_PAD_RGB, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    out[:] = torch.tensor(pad_value, dtype=images.dtype, device=images.device).view(3, 1, 1)
     out[..., : images.shape[-2], : images.shape[-1]] = images
     return out
 
 
-def _window_starts(size: int, crop: int, stride: int) -> list[int]:
+def window_starts(size: int, crop: int, stride: int) -> list[int]:
     """mmseg-style window origins along one axis: every ``stride``, the last one flush with the end."""
     num = max(math.ceil((size - crop) / stride), 0) + 1
     return sorted({min(i * stride, size - crop) for i in range(num)})
 
 
-@META_ARCH_REGISTRY.register()
 class MFuser(nn.Module):
     """MFuser for semantic segmentation in Detectron2's formats.
+
+    Built from LazyConfig files only (``configs/common/models/*.py``): its arguments are modules built by
+    ``instantiate``, so it is deliberately not registered in detectron2's ``META_ARCH_REGISTRY`` (a yacs
+    ``CfgNode`` could not describe them and ``detectron2.modeling.build_model(cfg)`` could not build it).
 
     Inputs: ``list[dict]``, each with
         * "image": uint8 (3, H, W) RGB tensor,
@@ -66,7 +72,6 @@ class MFuser(nn.Module):
     averaged over overlapping windows; with ``score_softmax`` a softmax over the K classes of those).
     """
 
-    @configurable
     def __init__(
         self,
         *,
@@ -85,6 +90,7 @@ class MFuser(nn.Module):
         window_score_resize: str = "full",
         score_map_avg_non_ignore: bool = False,
         score_softmax: bool = False,
+        pad_value: Sequence[float] = CLIP_MEAN_RGB,
     ):
         """
         Args:
@@ -113,6 +119,11 @@ class MFuser(nn.Module):
             score_softmax: return ``softmax`` over the classes of the averaged scores, as the official
                 ``inference()`` does before its argmax (True), instead of the averaged scores themselves (False,
                 Mask2Former's semantic output). The argmax, hence every prediction and mIoU, is the same.
+            pad_value: the colour (RGB, 0-255) training crops are padded with; the model pads its inputs (the
+                batch in training, images smaller than a window in inference) with the same colour. The
+                official pipeline pads with 0 after its CLIP normalisation, i.e. with the CLIP mean in RGB
+                0-255 (:data:`CLIP_MEAN_RGB`, the default), for every variant; the model configs set it
+                explicitly and the data mappers pad with the same colour.
         """
         super().__init__()
         if inference_mode not in ("slide", "whole"):
@@ -140,14 +151,10 @@ class MFuser(nn.Module):
         self.window_score_resize = window_score_resize
         self.score_map_avg_non_ignore = bool(score_map_avg_non_ignore)
         self.score_softmax = bool(score_softmax)
+        self.pad_value = tuple(float(v) for v in pad_value)
+        if len(self.pad_value) != 3:
+            raise ValueError(f"pad_value must be 3 values (RGB, 0-255); got {tuple(pad_value)}")
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
-
-    @classmethod
-    def from_config(cls, cfg):
-        raise TypeError(
-            "MFuser is built from LazyConfig files (configs/mfuser/*.py, configs/common/models/*.py); "
-            "yacs CfgNode configs are not supported"
-        )
 
     @property
     def device(self) -> torch.device:
@@ -183,18 +190,27 @@ class MFuser(nn.Module):
             images.append(img.to(self.device, non_blocking=True).float())
         return images
 
-    def _covered(self, hw: tuple[int, int]) -> tuple[int, int]:
+    def covered_size(self, hw: tuple[int, int]) -> tuple[int, int]:
         """Pixels covered by the token grid (a /14 grid leaves a few rows/columns out)."""
         gh, gw = self.backbone.vfm.grid(hw)
         p = self.backbone.vfm.patch_size
         return gh * p, gw * p
 
-    def _text(self) -> torch.Tensor:
+    def class_embeddings(self) -> torch.Tensor:
         """(K, Dt) class embeddings; the text encoder caches them in eval mode."""
         return self.text_encoder(self.class_names)
 
-    def _forward_features(self, images: torch.Tensor, text: torch.Tensor):
-        """images (N, 3, H, W) float -> (head outputs, dense embedding (N, Dt, h, w), enhanced text (N, K, Dt))."""
+    def forward_features(self, images: torch.Tensor, text: torch.Tensor):
+        """Everything but the final resize, for callers that need the pieces (benchmarks, tests).
+
+        Args:
+            images: (N, 3, H, W) float RGB in 0..255.
+            text: (K, Dt) class embeddings (:meth:`class_embeddings`).
+
+        Returns:
+            (head outputs ``{"pred_logits", "pred_masks", "aux_outputs"}``, dense embedding (N, Dt, h, w),
+            enhanced text (N, K, Dt)).
+        """
         features = self.backbone(images)
         global_emb, dense_emb = features.pop("embedding")
         visual = torch.cat([global_emb, dense_emb.flatten(2).transpose(1, 2)], dim=1)
@@ -223,13 +239,13 @@ class MFuser(nn.Module):
         # for /14 encoders, as published); window_score_resize decides which labels the predictions meet.
         height = max(img.shape[-2] for img in images)
         width = max(img.shape[-1] for img in images)
-        batch = torch.cat([_pad_image(img[None], height, width) for img in images])
+        batch = torch.cat([_pad_image(img[None], height, width, self.pad_value) for img in images])
         sem_seg = torch.full((len(images), height, width), self.ignore_label, dtype=torch.long, device=self.device)
         for i, seg in enumerate(targets):
             sem_seg[i, : seg.shape[0], : seg.shape[1]] = seg
-        outputs, dense_emb, enhanced = self._forward_features(batch, self._text())
+        outputs, dense_emb, enhanced = self.forward_features(batch, self.class_embeddings())
         if self.window_score_resize == "covered":
-            ch, cw = self._covered((height, width))
+            ch, cw = self.covered_size((height, width))
             sem_seg = sem_seg[:, :ch, :cw]
         losses = self.criterion(outputs, sem_seg)
         if self.score_map_weight > 0:
@@ -241,14 +257,14 @@ class MFuser(nn.Module):
         return losses
 
     # ---------------------------------------------------------------------------------------------
-    def _predict(self, windows: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def predict_windows(self, windows: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, K, H, W) class scores, resized as ``window_score_resize`` says."""
-        outputs, _, _ = self._forward_features(windows, text)
+        outputs, _, _ = self.forward_features(windows, text)
         scores = semantic_inference(outputs["pred_logits"], outputs["pred_masks"])
         hw = tuple(windows.shape[-2:])
         if self.window_score_resize == "full":
             return F.interpolate(scores, size=hw, mode="bilinear", align_corners=False)
-        ch, cw = self._covered(hw)
+        ch, cw = self.covered_size(hw)
         scores = F.interpolate(scores, size=(ch, cw), mode="bilinear", align_corners=False)
         if (ch, cw) != hw:
             scores = F.pad(scores, (0, hw[1] - cw, 0, hw[0] - ch), mode="replicate")
@@ -258,20 +274,20 @@ class MFuser(nn.Module):
         h, w = image.shape[-2:]
         # images smaller than a crop are padded to it, exactly as in sliding-window mode
         ph, pw = max(h, self.crop_size[0]), max(w, self.crop_size[1])
-        return self._predict(_pad_image(image[None], ph, pw), text)[..., :h, :w]
+        return self.predict_windows(_pad_image(image[None], ph, pw, self.pad_value), text)[..., :h, :w]
 
     def _slide_inference(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
         (crop_h, crop_w), (stride_h, stride_w) = self.crop_size, self.stride
         ph, pw = max(h, crop_h), max(w, crop_w)
-        padded = _pad_image(image[None], ph, pw)
-        origins = list(itertools.product(_window_starts(ph, crop_h, stride_h), _window_starts(pw, crop_w, stride_w)))
+        padded = _pad_image(image[None], ph, pw, self.pad_value)
+        origins = list(itertools.product(window_starts(ph, crop_h, stride_h), window_starts(pw, crop_w, stride_w)))
         scores = padded.new_zeros(1, self.num_classes, ph, pw)
         counts = padded.new_zeros(1, 1, ph, pw)
         for start in range(0, len(origins), self.window_batch_size):
             chunk = origins[start : start + self.window_batch_size]
             windows = torch.cat([padded[..., y : y + crop_h, x : x + crop_w] for y, x in chunk])
-            window_scores = self._predict(windows, text)
+            window_scores = self.predict_windows(windows, text)
             for (y, x), s in zip(chunk, window_scores):
                 scores[0, :, y : y + crop_h, x : x + crop_w] += s
                 counts[..., y : y + crop_h, x : x + crop_w] += 1
@@ -279,7 +295,7 @@ class MFuser(nn.Module):
 
     @torch.no_grad()
     def inference(self, batched_inputs: list[dict]) -> list[dict]:
-        text = self._text()
+        text = self.class_embeddings()
         predict = self._slide_inference if self.inference_mode == "slide" else self._whole_inference
         results = []
         for x, image in zip(batched_inputs, self._images(batched_inputs)):

@@ -1,18 +1,20 @@
 """Tiny official-layout checkpoints written once per test session (fast: ~0.2 s in all)."""
 import io
+import os
 
 import pytest
 import torch
 
-from mfuser.modeling.encoders.synthetic_checkpoints import write_official_checkpoint
+from mfuser.modeling.encoders.families import FAMILIES
+from mfuser.utils.testing import write_official_checkpoint
 
 
 @pytest.fixture(scope="session")
 def tiny_files(tmp_path_factory):
     """{kind: path} of tiny random checkpoints in the official layout of each of the four files."""
     d = tmp_path_factory.mktemp("tiny_ckpts")
-    ext = {"dinov2": "pth", "clip": "pt", "eva02": "pt", "siglip": "pth"}
-    return {k: write_official_checkpoint(k, str(d / f"{k}_tiny.{e}"), size="tiny", seed=1) for k, e in ext.items()}
+    ext = {k: os.path.splitext(f.file_name)[1] for k, f in FAMILIES.items()}  # the official file's extension
+    return {k: write_official_checkpoint(k, str(d / f"{k}_tiny{e}"), size="tiny", seed=1) for k, e in ext.items()}
 
 
 @pytest.fixture(scope="session")

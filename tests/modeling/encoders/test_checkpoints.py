@@ -12,15 +12,11 @@ from mfuser.modeling.encoders.checkpoints import (
     describe_state_dict,
     read_state_dict,
 )
-from mfuser.modeling.encoders.synthetic_checkpoints import (
-    KINDS,
-    official_layout,
-    random_state_dict,
-    write_official_checkpoint,
-)
+from mfuser.modeling.encoders.families import FAMILIES, KINDS
+from mfuser.utils.testing import official_layout, random_state_dict, write_official_checkpoint
 
-MANIFESTS = {"dinov2": "dinov2_vitl14_pretrain.json", "clip": "ViT-L-14-336px.json",
-             "eva02": "EVA02_CLIP_L_336_psz14_s6B.json", "siglip": "siglip_vitl16_384.json"}
+# The key manifest of each official file is named after it: <file stem>.json.
+MANIFESTS = {k: os.path.splitext(f.file_name)[0] + ".json" for k, f in FAMILIES.items()}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -41,7 +37,7 @@ def test_full_layout_equals_manifest(kind, shared_dir):
 @pytest.mark.parametrize("kind", KINDS)
 def test_tiny_file_round_trip(kind, tiny_files):
     sd, fmt = read_state_dict(tiny_files[kind])
-    assert fmt == ("torchscript" if kind == "clip" else "torch.save")
+    assert fmt == FAMILIES[kind].container == ("torchscript" if kind == "clip" else "torch.save")
     lay = official_layout(kind, "tiny")
     assert list(sd) == list(lay) if kind != "clip" else set(sd) == set(lay)
     for k, (shape, dtype) in lay.items():

@@ -17,7 +17,7 @@ from mfuser.modeling.encoders import (
     SigLIPVisionEncoder,
 )
 from mfuser.modeling.encoders.checkpoints import read_state_dict
-from mfuser.modeling.encoders.synthetic_checkpoints import tiny_encoder_kwargs
+from mfuser.utils.testing import tiny_encoder_kwargs
 
 CLASSES = {"dinov2": DINOv2Encoder, "clip": CLIPVisionEncoder, "eva02": EVA02VisionEncoder,
            "siglip": SigLIPVisionEncoder}
@@ -200,7 +200,10 @@ def test_siglip_map_head_matches_hf_semantics(tiny_files):
 
 # ------------------------------------------------------------------------------------------ shape adaptation
 def test_adaptation_shapes_full_size_geometry():
-    """Reference §1.3 grids at a 512 crop: 32x32 for /16, 36x36 for EVA02 /14; adapted kernels are 16x16."""
+    """Grids at a 512 crop: 32x32 for /16, 36x36 for EVA02 /14; adapted kernels are 16x16.
+
+    (docs/reference.md, "Equal token grids").
+    """
     assert DINOv2Encoder(embed_dim=32, depth=1, num_heads=2).grid((512, 512)) == (32, 32)
     assert DINOv2Encoder(embed_dim=32, depth=1, num_heads=2, patch_size=14).grid((512, 512)) == (36, 36)
     eva = EVA02VisionEncoder(embed_dim=32, depth=1, num_heads=2, output_dim=24)

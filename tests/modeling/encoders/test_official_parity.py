@@ -13,7 +13,7 @@ import torch
 
 from mfuser.modeling.encoders import CLIPVisionEncoder, DINOv2Encoder, SigLIPTextEncoder
 from mfuser.modeling.encoders.checkpoints import read_state_dict
-from mfuser.modeling.encoders.synthetic_checkpoints import tiny_encoder_kwargs
+from mfuser.utils.testing import tiny_encoder_kwargs
 
 
 def tiny_clip(**over):

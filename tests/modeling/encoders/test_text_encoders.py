@@ -10,7 +10,7 @@ from mfuser.modeling.encoders import (
     SigLIPTokenizer,
 )
 from mfuser.modeling.encoders.checkpoints import read_state_dict
-from mfuser.modeling.encoders.synthetic_checkpoints import tiny_encoder_kwargs
+from mfuser.utils.testing import tiny_encoder_kwargs
 
 NAMES = ["road", "sidewalk", "traffic light", "person", "motorcycle"]
 

@@ -1,5 +1,6 @@
 """The tiny MFuser (same code as the full-size one) in train and eval mode, on CPU."""
 import copy
+import inspect
 import os
 
 import pytest
@@ -167,11 +168,11 @@ def test_window_scores_of_a_partly_covered_window(mode):
     stretched over the whole window; "covered": resized to 128 px and the 4 uncovered rows/columns replicated."""
     model = build_tiny(window_score_resize=mode).eval()
     windows = torch.rand(1, 3, 132, 132) * 255
-    text = model._text()
+    text = model.class_embeddings()
     with torch.no_grad():
-        outputs, _, _ = model._forward_features(windows, text)
+        outputs, _, _ = model.forward_features(windows, text)
         scores = semantic_inference(outputs["pred_logits"], outputs["pred_masks"])  # (1, K, 32, 32)
-        got = model._predict(windows, text)
+        got = model.predict_windows(windows, text)
     assert got.shape == (1, NUM_CLASSES, 132, 132)
     if mode == "full":
         torch.testing.assert_close(got, F.interpolate(scores, size=(132, 132), mode="bilinear", align_corners=False))
@@ -206,3 +207,36 @@ def test_score_softmax_keeps_the_argmax(tiny_model):
     soft = model(batch)[0]["sem_seg"]
     torch.testing.assert_close(soft, plain.softmax(0))
     assert torch.equal(soft.argmax(0), plain.argmax(0))
+
+
+def test_inputs_are_padded_with_the_configured_colour(tiny_model, monkeypatch):
+    """``pad_value`` (RGB 0-255) fills the batch beyond each image; the default is the CLIP mean, as configured."""
+    from mfuser.modeling.meta_arch.mfuser import CLIP_MEAN_RGB, MFuser
+
+    assert tuple(LazyConfig.load(TINY).model.pad_value) == pytest.approx(CLIP_MEAN_RGB)
+    assert tiny_model.pad_value == pytest.approx(CLIP_MEAN_RGB)
+    assert inspect.signature(MFuser).parameters["pad_value"].default == CLIP_MEAN_RGB
+    model = copy.copy(tiny_model)  # shallow: shares the modules, own attributes
+    model.pad_value = (10.0, 20.0, 30.0)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(images, text):
+        seen.append(images)
+        raise Stop
+
+    monkeypatch.setattr(model, "forward_features", capture)
+    was_training = tiny_model.training
+    try:
+        model.train()
+        with pytest.raises(Stop):
+            model(make_batch(1, (64, 64)) + make_batch(1, (64, 96)))
+    finally:
+        tiny_model.train(was_training)  # the copy shares the fixture's submodules
+    batch = seen[0]
+    assert batch.shape == (2, 3, 64, 96)
+    assert (batch[0, :, :, 64:] == torch.tensor([10.0, 20.0, 30.0]).view(3, 1, 1)).all()
+    with pytest.raises(ValueError, match="pad_value"):
+        build_tiny(pad_value=(1.0, 2.0))

@@ -17,7 +17,7 @@ from mfuser.modeling.encoders import (
     SigLIPTextEncoder,
     SigLIPVisionEncoder,
 )
-from mfuser.modeling.encoders.synthetic_checkpoints import tiny_encoder_kwargs, write_official_checkpoint
+from mfuser.utils.testing import tiny_encoder_kwargs, write_official_checkpoint
 from tests.configs.tiny_trees import train_spm_model
 from tests.conftest import REPO_ROOT
 
@@ -66,7 +66,7 @@ def test_train_and_eval_with_each_vlm_family(family, tmp_path):
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
     # a /14 grid is not padded up: 128 px give a 9x9 grid (126 px covered), as 512 px give 36x36
-    assert model._covered((128, 128)) == (128 // patch * patch,) * 2
+    assert model.covered_size((128, 128)) == (128 // patch * patch,) * 2
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not no_grad
     model.eval()

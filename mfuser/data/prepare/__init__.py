@@ -1,9 +1,10 @@
-"""Shared machinery of the ``datasets/prepare_*.py`` scripts: label converters, a parallel idempotent
-runner with a progress bar and atomic writes, the summary, and the rare-class statistics.
+"""Dataset preparation: one module per dataset (``cityscapes``, ``gta5``, ``synthia``, ``mapillary``, each with
+the ``main(argv)`` that ``datasets/prepare_<name>.py`` runs) and, here, their shared machinery: label converters, a
+parallel idempotent runner with a progress bar and atomic writes, the summary, and the rare-class statistics.
 
-Every output is written to a temporary file in the destination folder and moved into place with
-``os.replace``, so an interrupted run leaves either the old file, the new file or a ``.tmp-*`` file
-(ignored by the loaders), never a truncated label. A run skips outputs that already exist and decode as
+Every output is written with :func:`mfuser.utils.io.atomic_write` (a temporary file in the destination
+folder, then renamed onto the output), so an interrupted run leaves either the old file, the new file or a
+``.tmp-*`` file (ignored by the loaders), never a truncated label. A run skips outputs that already exist and decode as
 valid trainId labels of the expected size (``--overwrite`` redoes them).
 """
 
@@ -19,10 +20,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .classes import NUM_CLASSES, SYNTHIA_ID_TO_TRAINID, apply_mapping
-from .datasets.common import image_size
-from .labels import atomic_save, read_label, write_label
-from .samplers import class_pixel_counts, save_class_stats
+from mfuser.utils.io import atomic_write
+
+from ..classes import NUM_CLASSES, SYNTHIA_ID_TO_TRAINID, apply_mapping
+from ..datasets.common import image_size
+from ..labels import read_label, write_label
+from ..rcs_stats import save_class_stats
+from ..samplers import class_pixel_counts
 
 __all__ = [
     "Job",
@@ -81,7 +85,7 @@ def convert_synthia(src: str, mapping=None) -> np.ndarray:
 
 def convert_mapillary(src: str, mapping=None) -> np.ndarray:
     """Mapillary Vistas label: palette PNG whose palette indices are the Vistas class ids (not the colours)."""
-    from .classes import MAPILLARY_V12_ID_TO_TRAINID
+    from ..classes import MAPILLARY_V12_ID_TO_TRAINID
 
     try:
         img = Image.open(src)
@@ -209,7 +213,7 @@ def resize_half(image_src: str, label_src: str, image_dst: str, label_dst: str, 
         if label.shape != (h, w):
             raise ValueError(f"label {label_src} is {label.shape[1]}x{label.shape[0]}, image {image_src} is {w}x{h}")
         small = img.convert("RGB").resize(size, Image.BILINEAR)
-        atomic_save(lambda tmp: small.save(tmp, format="JPEG", quality=95), image_dst, suffix=".jpg")
+        atomic_write(image_dst, lambda tmp: small.save(tmp, format="JPEG", quality=95), suffix=".jpg")
         write_label(cv2.resize(label, size, interpolation=cv2.INTER_NEAREST), label_dst)
         return Result(job, "converted")
     except Exception as e:
@@ -218,7 +222,7 @@ def resize_half(image_src: str, label_src: str, image_dst: str, label_dst: str, 
 
 def run_main(main: Callable[[], int]) -> int:
     """Run a script's ``main``; a missing dataset folder ends with its message instead of a traceback."""
-    from .datasets.common import DatasetNotFoundError
+    from ..datasets.common import DatasetNotFoundError
 
     try:
         return main()

@@ -1,14 +1,16 @@
-"""Random checkpoints in the exact layout of the four official encoder files (for tests and tool checks).
+"""Helpers for tests (after detectron2's ``detectron2/utils/testing.py``): random official encoder checkpoints.
 
 ``write_official_checkpoint(kind, path, size="full" | "tiny")`` writes a file whose key names, shapes, dtypes and
-container equal the official one (``checkpoints.*_layout``, checked against the key manifests in the tests):
+container equal the official one of ``kind`` (the family's ``layout`` and ``container`` in
+:data:`mfuser.modeling.encoders.families.FAMILIES`, the layouts checked against the key manifests in the tests):
 ``torch.save`` of a flat dict for DINOv2 / EVA02 / SigLIP, a real TorchScript archive for OpenAI CLIP. ``"tiny"``
-keeps every name but uses 2 blocks and small widths (``TINY_LAYOUTS``); ``tiny_encoder_kwargs`` gives the matching
-encoder constructor arguments. The values are random (LayerNorm weights near 1, others N(0, 0.02)); they carry no
-pretrained knowledge.
+keeps every name but uses the family's ``tiny_layout`` (2 blocks, small widths); :func:`tiny_encoder_kwargs` gives
+the matching encoder constructor arguments (the family's ``tiny_towers``). The values are random (LayerNorm weights
+near 1, others N(0, 0.02)); they carry no pretrained knowledge.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import warnings
@@ -18,71 +20,60 @@ from typing import Dict
 import torch
 from torch import nn
 
-from .checkpoints import clip_layout, dinov2_layout, eva02_layout, siglip_layout
+from mfuser.modeling.encoders.families import KINDS, get_family
 
-__all__ = ["KINDS", "TINY_LAYOUTS", "official_layout", "random_state_dict", "write_official_checkpoint",
-           "tiny_encoder_kwargs"]
+__all__ = ["KINDS", "official_layout", "random_state_dict", "write_official_checkpoint", "tiny_encoder_kwargs",
+           "tiny_towers_kwargs"]
 
-KINDS = ("dinov2", "clip", "eva02", "siglip")
-_LAYOUT_FNS = {"dinov2": dinov2_layout, "clip": clip_layout, "eva02": eva02_layout, "siglip": siglip_layout}
-
-# Tiny files: same names, 2 blocks, widths 32, pretraining grids 5x5 (so loading always interpolates).
-TINY_LAYOUTS: Dict[str, dict] = {
-    "dinov2": dict(embed_dim=32, depth=2, patch_size=14, img_size=70),
-    "clip": dict(embed_dim=24, image_resolution=70, vision_layers=2, vision_width=32, vision_patch_size=14,
-                 context_length=77, vocab_size=49408, transformer_width=32, transformer_layers=2),
-    "eva02": dict(embed_dim=24, vision_width=32, vision_layers=2, vision_heads=2, vision_mlp_hidden=85, patch_size=14,
-                  img_size=70, context_length=77, vocab_size=49408, text_width=32, text_layers=2),
-    "siglip": dict(vision_width=32, vision_layers=2, vision_mlp=128, patch_size=16, img_size=80, text_width=32,
-                   text_layers=2, text_mlp=128, vocab_size=64, max_positions=64, embed_dim=32),
-}
-
-_TINY_KWARGS = {
-    "dinov2": {"vision": dict(embed_dim=32, depth=2, num_heads=2, patch_size=16, img_size=64)},
-    "clip": {"vision": dict(width=32, layers=2, heads=2, patch_size=16, img_size=64, output_dim=24),
-             "text": dict(width=32, layers=2, heads=2, output_dim=24)},
-    "eva02": {"vision": dict(embed_dim=32, depth=2, num_heads=2, patch_size=14, img_size=56, output_dim=24),
-              "text": dict(width=32, layers=2, heads=2, output_dim=24)},
-    "siglip": {"vision": dict(embed_dim=32, depth=2, num_heads=2, patch_size=16, img_size=64),
-               "text": dict(width=32, layers=2, heads=2, vocab_size=64, output_dim=32)},
-}
+_SIZES = ("full", "tiny")
 
 
 def tiny_encoder_kwargs(kind: str, tower: str = "vision") -> dict:
     """Constructor kwargs of the tiny encoder (``tower`` "vision" or "text") that loads a tiny ``kind`` file."""
-    _check_kind(kind)
-    if tower not in _TINY_KWARGS[kind]:
-        raise ValueError(f"{kind!r} has no {tower!r} tower (towers: {sorted(_TINY_KWARGS[kind])})")
-    return dict(_TINY_KWARGS[kind][tower])
+    towers = get_family(kind).tiny_towers
+    if tower not in towers:
+        raise ValueError(f"{kind!r} has no {tower!r} tower (towers: {sorted(towers)})")
+    return dict(towers[tower])
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+def tiny_towers_kwargs(kind: str) -> Dict[str, dict]:
+    """``{tower: kwargs}`` of every tiny encoder of ``kind`` (the ``encoder_kwargs`` of ``check_pretrained``)."""
+    return {t: dict(kw) for t, kw in get_family(kind).tiny_towers.items()}
+
+
+def _layout_args(kind: str, size: str) -> dict:
+    """Every argument of the family's layout function at ``size`` (defaults, updated by the tiny sizes)."""
+    family = get_family(kind)
+    if size not in _SIZES:
+        raise ValueError(f"size must be one of {_SIZES}, got {size!r}")
+    args = {n: p.default for n, p in inspect.signature(family.layout).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+    if size == "tiny":
+        args.update(family.tiny_layout)
+    return args
 
 
 def official_layout(kind: str, size: str = "full") -> OrderedDict:
     """Ordered ``{name: (shape, dtype)}`` of the official ``kind`` file, full-size or tiny."""
-    _check_kind(kind)
-    if size not in ("full", "tiny"):
-        raise ValueError(f"size must be 'full' or 'tiny', got {size!r}")
-    return _LAYOUT_FNS[kind](**(TINY_LAYOUTS[kind] if size == "tiny" else {}))
+    return get_family(kind).layout(**_layout_args(kind, size))
 
 
 def random_state_dict(kind: str, size: str = "full", seed: int = 0) -> OrderedDict[str, torch.Tensor]:
-    """Random tensors in the official layout of ``kind`` (file dtypes; EVA02 RoPE aliases share one tensor)."""
-    lay = official_layout(kind, size)
+    """Random tensors in the official layout of ``kind`` (file dtypes; EVA02 RoPE aliases share one tensor).
+
+    0-dim int64 entries (the OpenAI archive's ``input_resolution`` / ``context_length`` / ``vocab_size``) hold the
+    layout's own sizes.
+    """
+    args = _layout_args(kind, size)
+    lay = get_family(kind).layout(**args)
+    scalars = {"input_resolution": args.get("image_resolution"), "context_length": args.get("context_length"),
+               "vocab_size": args.get("vocab_size")}
     g = torch.Generator().manual_seed(seed)
-    extras = {"input_resolution": None, "context_length": None, "vocab_size": None}
-    if kind == "clip":
-        dims = TINY_LAYOUTS["clip"] if size == "tiny" else {}
-        extras = {"input_resolution": dims.get("image_resolution", 336),
-                  "context_length": dims.get("context_length", 77), "vocab_size": dims.get("vocab_size", 49408)}
     shared: Dict[str, torch.Tensor] = {}
     sd = OrderedDict()
     for name, (shape, dtype) in lay.items():
         if dtype == torch.int64:
-            sd[name] = torch.tensor(extras[name], dtype=torch.int64)
+            sd[name] = torch.tensor(scalars[name], dtype=torch.int64)
             continue
         leaf = name.rsplit(".", 1)[-1]
         if "rope.freqs_" in name:  # one RoPE table aliased by every block, as in the real file
@@ -139,9 +130,10 @@ def write_official_checkpoint(kind: str, path: str, size: str = "full", seed: in
     Returns:
         ``path``.
     """
+    family = get_family(kind)
     sd = state_dict if state_dict is not None else random_state_dict(kind, size, seed)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if kind == "clip":
+    if family.container == "torchscript":
         scripted = _torchscript_from_state_dict(sd)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)

@@ -1,0 +1,211 @@
+"""The ``tools/benchmark.py`` command line: options, config loading, table / JSON output."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+import torch
+from torch import nn
+
+from mfuser.utils.cli import size_hw
+
+from .measure import BenchmarkError
+from .runs import run_model, run_slide, run_train_step
+
+__all__ = ["build_parser", "main"]
+
+# ------------------------------------------------------------------------------------------------ arguments
+def _positive(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config-file", required=True, help="LazyConfig file defining a top-level `model`")
+    common.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
+    common.add_argument("--threads", type=_positive, default=1, help="torch.set_num_threads (default 1)")
+    common.add_argument("--warmup", type=_non_negative, default=1, help="untimed runs before timing (default 1)")
+    common.add_argument("--repeats", type=_positive, default=3, help="timed runs; the minimum is reported (default 3)")
+    common.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
+                        help="autocast: auto = on CUDA the config's train.amp precision (bf16 for model configs "
+                             "or when train.amp is enabled), off where train.amp.enabled is False, and always off "
+                             "on CPU; bf16 / fp16 force it (fp16: CUDA only)")
+    common.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    common.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    common.add_argument("opts", nargs="*", metavar="KEY=VALUE", help="config overrides")
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="See the module docstring (or docs/benchmarks.md) for methods and keys.")
+    sub = parser.add_subparsers(dest="subcommand", required=True)
+    p = sub.add_parser("model", parents=[common], help="time and FLOPs: full model vs the frozen encoders alone")
+    p.add_argument("--size", type=size_hw, default=(512, 512), help="input N or HxW (default 512)")
+    p.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP count")
+    p = sub.add_parser("slide", parents=[common], help="sliding-window inference: window by window vs batched")
+    p.add_argument("--size", type=size_hw, default=(1024, 2048), help="image HxW (default 1024x2048)")
+    p.add_argument("--window-batch", type=_positive, default=None,
+                   help="windows per forward in batched mode (default: the config's window_batch_size)")
+    p = sub.add_parser("train-step", parents=[common], help="one optimizer step with / without activation "
+                                                            "checkpointing")
+    p.add_argument("--batch", type=_positive, default=2, help="images per step (default 2)")
+    p.add_argument("--crop", type=size_hw, default=(512, 512), help="crop N or HxW (default 512)")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
+    p.add_argument("--only", choices=("plain", "ckpt"), default=None,
+                   help="measure one mode only (where the other does not fit in memory); the other's keys are null")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------ setup
+def load_model_config(config_file: str, opts: list[str]):
+    from detectron2.config import LazyConfig
+
+    if not os.path.isfile(config_file):
+        raise BenchmarkError(f"config file not found: {config_file}")
+    bad = [o for o in opts if "=" not in o]
+    if bad:
+        raise BenchmarkError(f"config overrides must be KEY=VALUE, got {bad}")
+    cfg = LazyConfig.load(config_file)
+    if "model" not in cfg:
+        raise BenchmarkError(f"{config_file} defines no top-level `model`")
+    try:
+        cfg = LazyConfig.apply_overrides(cfg, opts)
+    except Exception as e:  # noqa: BLE001 - KeyError (unknown key) or hydra's OverrideParseException
+        raise BenchmarkError(f"config overrides {opts} cannot be applied: {type(e).__name__}: {e}") from e
+    return cfg
+
+
+def resolve_precision(amp: str, cfg, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None = fp32) following ``--amp`` (see its help)."""
+    if amp == "off":
+        return None
+    if amp in ("bf16", "fp16"):
+        if amp == "fp16" and device.type != "cuda":
+            raise BenchmarkError("--amp fp16 needs --device cuda (use bf16 on CPU)")
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+    if device.type != "cuda":
+        return None
+    train_amp = cfg.get("train", {}).get("amp", None) if hasattr(cfg, "get") else None
+    if train_amp is None:
+        return torch.bfloat16
+    if not train_amp.get("enabled", False):
+        return None
+    return torch.float16 if train_amp.get("precision", "bf16") == "fp16" else torch.bfloat16
+
+
+class _StandInTokenizer:
+    """Token ids for a text tower whose tokenizer file is absent: every name becomes the same valid id sequence.
+
+    Speed and memory do not depend on which ids a class name has, so the benchmark runs on a fresh machine without
+    the SigLIP SentencePiece file; the substitution is reported in the result's ``notes``.
+    """
+
+    def __init__(self, length: int, vocab_size: int):
+        self.length, self.token = length, min(1, vocab_size - 1)
+
+    def __call__(self, names) -> torch.Tensor:
+        return torch.full((len(names), self.length), self.token, dtype=torch.long)
+
+
+def build_model(cfg, device: torch.device) -> tuple[nn.Module, list[str]]:
+    """Instantiate ``cfg.model`` on ``device``; returns (model, notes about substitutions made)."""
+    from detectron2.config import instantiate
+
+    notes = []
+    tokenizer = cfg.model.get("text_encoder", {}).get("tokenizer_path", None)
+    stand_in = tokenizer is not None and not os.path.isfile(str(tokenizer))
+    if stand_in:
+        cfg.model.text_encoder.tokenizer_path = None
+        notes.append(f"text tokenizer file not found ({tokenizer}): class names tokenised with stand-in ids "
+                     "(same sequence length, so the same cost)")
+    try:
+        model = instantiate(cfg.model)
+    except (TypeError, ValueError) as e:  # a bad override or config value: name it, no traceback
+        raise BenchmarkError(f"building the config's `model` failed: {type(e).__name__}: {e}") from e
+    missing = [a for a in ("backbone", "text_encoder", "text_enhancer", "head") if not hasattr(model, a)]
+    if missing:
+        raise BenchmarkError(f"the config's model ({type(model).__name__}) is not an MFuser: no {missing}")
+    if stand_in:
+        text = model.text_encoder
+        text.tokenizer = _StandInTokenizer(text.name_length, text.tower.vocab_size)
+    return model.to(device), notes
+
+
+# ------------------------------------------------------------------------------------------------ output
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
+    return str(v)
+
+
+def print_table(result: dict, file=sys.stdout) -> None:
+    width = max(len(k) for k in result)
+    for k, v in result.items():
+        if isinstance(v, dict) and v and k in ("breakdown_s", "flops_breakdown"):
+            total = sum(v.values()) or 1
+            print(f"{k:<{width}}", file=file)
+            for name, x in v.items():
+                print(f"  {name:<{width - 2}}  {_fmt(x):>10}  ({100 * x / total:5.1f} %)", file=file)
+        else:
+            print(f"{k:<{width}}  {_fmt(v)}", file=file)
+
+
+RUNNERS = {"model": run_model, "slide": run_slide, "train-step": run_train_step}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported libraries script a few helpers with torch.jit, which warns on every run; not ours to fix.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        print(f"error: --device must be cpu or cuda[:i], got {args.device!r}", file=sys.stderr)
+        return 2
+    try:
+        if device.type not in ("cpu", "cuda"):
+            raise BenchmarkError(f"--device must be cpu or cuda[:i], got {args.device!r}")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise BenchmarkError(f"--device {args.device}: CUDA is not available")
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)
+        cfg = load_model_config(args.config_file, args.opts)
+        dtype = resolve_precision(args.amp, cfg, device)
+        load_before = os.getloadavg()[0]
+        model, notes = build_model(cfg, device)
+        result = {
+            "subcommand": args.subcommand,
+            "config": args.config_file,
+            "device": str(device),
+            "threads": args.threads,
+            "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype],
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "overrides": list(args.opts),
+            "notes": notes,
+        }
+        result.update(RUNNERS[args.subcommand](args, cfg, model, device, dtype))
+    except BenchmarkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result["loadavg"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    result["targets"] = result.pop("targets")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result)
+    return 0
