@@ -17,7 +17,8 @@ the output is self-contained, evaluate it with the pretrained-file paths switche
 (``model.backbone.vfm.weights=null model.backbone.vlm.weights=null model.text_encoder.weights=null``;
 the overrides are parsed by Hydra, where ``null`` is None).
 ``--drop-frozen`` leaves them out (about 3 GB less); the model then loads them from its pretrained files.
-See docs/reproduce.md. Exit status 1 with one "error: ..." line on bad input.
+See docs/reproduce.md. One "error: ..." line on bad input; exit status 2 when INPUT is missing or OUTPUT exists
+(without --overwrite), 1 when the conversion fails (nothing is written then).
 """
 from __future__ import annotations
 
@@ -104,11 +105,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mfuser.modeling.encoders.checkpoints import CheckpointError
 
+    usage = not os.path.isfile(args.input) or (os.path.exists(args.output) and not args.overwrite)
     try:
         convert(args)
     except (CheckpointError, FileNotFoundError, FileExistsError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2 if usage else 1
     return 0
 
 

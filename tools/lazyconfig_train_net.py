@@ -11,7 +11,8 @@
 ``train.init_checkpoint`` may also be a published MFuser checkpoint (official ``iter_*.pth``): it is converted
 in memory (see docs/reproduce.md). What a run reads and writes: :mod:`mfuser.engine.defaults`.
 
-On CPU ``--num-gpus N`` means N processes (gloo). Exit status 1 with one "error: ..." line on bad input.
+On CPU ``--num-gpus N`` means N processes (gloo). One "error: ..." line on bad input: exit status 2 for a
+missing ``--config-file``, 1 for any other error.
 """
 import sys
 

@@ -329,11 +329,15 @@ def launch_train_net(args) -> int:
     Bad input (:data:`CLEAR_ERRORS`, here or in a worker) is printed as one ``error: ...`` line on stderr.
 
     Returns:
-        the exit status: 0, or 1 after an error.
+        the exit status: 0; 2 for a usage error (no or a missing ``--config-file``); 1 after any other error.
     """
     try:
-        # validate in the parent before spawning workers: errors then appear once, without tracebacks
         cfg = load_config(args)
+    except (ConfigError, FileNotFoundError) as e:
+        print(format_error(e), file=sys.stderr)
+        return 2
+    try:
+        # validate in the parent before spawning workers: errors then appear once, without tracebacks
         check_config(cfg, eval_only=args.eval_only)
         if str(cfg.train.get("device", "cuda")) == "cpu" and args.num_gpus > 1:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""  # detectron2's launch picks gloo when no GPU is visible

@@ -198,7 +198,7 @@ def test_tool_writes_a_checkpoint_and_a_report(clip_files):
     MFuserCheckpointer(model).load(out)
 
     # refuses to overwrite; --drop-frozen leaves the encoders out
-    assert run_tool(path, out, "--config-file", tiny_cfg).returncode == 1
+    assert run_tool(path, out, "--config-file", tiny_cfg).returncode == 2  # usage error
     res = run_tool(path, out, "--config-file", tiny_cfg, "--drop-frozen", "--overwrite")
     assert res.returncode == 0, res.stderr
     kept = torch.load(out, weights_only=True)["model"]

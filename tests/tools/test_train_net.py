@@ -196,3 +196,9 @@ def test_periodic_evaluations_use_a_fixed_subset(toy_data, monkeypatch):
     assert len(part.dataset) == 1 < len(full.dataset)
     assert [d["file_name"] for d in part.dataset] == [d["file_name"] for d in full.dataset][:1]
     assert "dataset" in cfg.dataloader.test and not isinstance(cfg.dataloader.test.dataset, list)
+
+
+def test_a_missing_config_file_is_a_usage_error(tool, capsys, tmp_path):
+    assert tool(["--config-file", str(tmp_path / "nope.py")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "nope.py" in err
