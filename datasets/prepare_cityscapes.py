@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Cityscapes: write ``*_gtFine_labelTrainIds.png`` next to every ``*_gtFine_labelIds.png`` under
-``ROOT/gtFine/<split>/`` (official id -> trainId table), and the rare-class statistics of the train split
-to ``ROOT/rcs_class_stats.json``.
+"""Prepare Cityscapes for MFuser (see ``--help``).
 
     python datasets/prepare_cityscapes.py datasets/cityscapes [--workers N] [--overwrite]
+
+What it writes and checks: :mod:`mfuser.data.prepare.cityscapes`.
 """
 import sys
 

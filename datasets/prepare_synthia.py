@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""SYNTHIA-RAND-CITYSCAPES: convert the 16-bit labels ``GT/LABELS/<name>.png`` (class id in the R channel)
-to ``GT/LABELS/<name>_labelTrainIds.png`` with the mapping of ``mfuser.data.classes.SYNTHIA_ID_TO_TRAINID``,
-and write the rare-class statistics to ``ROOT/rcs_class_stats.json``. ROOT may also hold ``RAND_CITYSCAPES/``.
+"""Prepare SYNTHIA-RAND-CITYSCAPES for MFuser (see ``--help``).
 
     python datasets/prepare_synthia.py datasets/synthia [--workers N] [--overwrite]
+
+What it writes and checks: :mod:`mfuser.data.prepare.synthia`.
 """
 import sys
 

@@ -84,7 +84,11 @@ def convert(args) -> None:
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"config file not found: {config_file} (run from the repository root or pass "
                                 "--config-file)")
-    model = build_meta_model(config_file)
+    try:
+        model = build_meta_model(config_file)
+    except Exception as e:  # noqa: BLE001 - any failure to build the config's model: name the config
+        raise ValueError(f"{config_file}: cannot build an MFuser model from its `model` "
+                         f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
     state, report = convert_official_checkpoint(checkpoint, model, source=args.input,
                                                 keep_frozen=not args.drop_frozen, variant=variant)
     meta = checkpoint.get("meta") if isinstance(checkpoint.get("meta"), dict) else {}

@@ -31,7 +31,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 from mfuser.modeling.encoders.checkpoints import CheckpointError, CheckpointMismatchError
 from mfuser.utils.io import atomic_write
 
-from .official_checkpoint import convert_official_checkpoint, is_official_checkpoint
+from .official_checkpoint import convert_official_checkpoint, is_official_checkpoint, load_checkpoint_file
 
 __all__ = ["CheckpointError", "CheckpointMismatchError", "MFuserCheckpointer", "optional_checkpoint_prefixes"]
 
@@ -110,12 +110,7 @@ class MFuserCheckpointer(DetectionCheckpointer):
 
     def _torch_load(self, f: str) -> Dict[str, Any]:
         """Read ``f`` with one clear error for a truncated / corrupt file; convert official MFuser files."""
-        try:
-            loaded = super()._torch_load(f)
-        except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise CheckpointError(f"{f}: cannot read as a torch checkpoint (truncated or corrupt?): "
-                                  f"{type(e).__name__}: {msg[:300]}") from None
+        loaded = load_checkpoint_file(f)
         if is_official_checkpoint(loaded):
             model = self.model.module if isinstance(self.model, (DistributedDataParallel, DataParallel)) else self.model
             state, report = convert_official_checkpoint(loaded, model, source=f)

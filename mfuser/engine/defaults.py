@@ -42,10 +42,12 @@ import os
 import sys
 
 import torch
+from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks, launch
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
+from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
 from mfuser.data.samplers import find_resumable_sampler
@@ -58,6 +60,7 @@ from .train_loop import MFuserAMPTrainer, MFuserTrainer, NonFiniteLossError
 __all__ = [
     "CLEAR_ERRORS",
     "ConfigError",
+    "UsageError",
     "build_model",
     "build_target_evaluator",
     "build_target_loader",
@@ -173,6 +176,11 @@ def resolve_test_resize(cfg, name: str) -> tuple[int, int] | None:
     return (int(resize[0]), int(resize[1])) if resize is not None else None
 
 
+def first_items(items, n: int) -> list:
+    """``items[:n]`` as a list (a LazyCall-able step: slices a dataset list inside a config)."""
+    return list(items)[:n]
+
+
 def build_target_loader(cfg, name: str, max_images: int | None = None):
     """Instantiate ``dataloader.test`` for one target (sets ``dataset.names`` and ``mapper.resize_to``).
 
@@ -187,7 +195,7 @@ def build_target_loader(cfg, name: str, max_images: int | None = None):
     if max_images is None:
         return instantiate(test)
     subset = copy.deepcopy(test)  # a copy: the config keeps its dataset call
-    subset.dataset = instantiate(test.dataset)[: int(max_images)]
+    subset.dataset = L(first_items)(items=test.dataset, n=int(max_images))  # stays lazy: records remain dicts
     return instantiate(subset)
 
 
@@ -295,13 +303,28 @@ def do_train(cfg, *, resume: bool = False):
     return trainer
 
 
+class UsageError(ConfigError):
+    """The command line itself is wrong (no or a missing ``--config-file``): exit status 2."""
+
+
 def load_config(args):
-    """``args.config_file`` with ``args.opts`` applied; one clear error for a missing file."""
+    """``args.config_file`` with ``args.opts`` applied.
+
+    Raises:
+        UsageError: no ``--config-file``, or no such file.
+        ConfigError: an override that names no config key or does not parse (``KEY=VALUE`` expected).
+    """
     if not args.config_file:
-        raise ConfigError("--config-file is required")
+        raise UsageError("--config-file is required")
     if not os.path.isfile(args.config_file):
-        raise FileNotFoundError(f"--config-file: no such file: {args.config_file!r}")
-    return LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+        raise UsageError(f"--config-file: no such file: {args.config_file!r}")
+    cfg = LazyConfig.load(args.config_file)
+    try:
+        return LazyConfig.apply_overrides(cfg, args.opts)
+    except (KeyError, OverrideParseException) as e:  # unknown key / not KEY=VALUE: name the override
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e).strip().splitlines()[0]
+        raise ConfigError(f"config override not applied ({msg}); overrides are KEY=VALUE with an existing key, "
+                          f"got {list(args.opts)}") from None
 
 
 def run_train_net(args):
@@ -332,12 +355,8 @@ def launch_train_net(args) -> int:
         the exit status: 0; 2 for a usage error (no or a missing ``--config-file``); 1 after any other error.
     """
     try:
-        cfg = load_config(args)
-    except (ConfigError, FileNotFoundError) as e:
-        print(format_error(e), file=sys.stderr)
-        return 2
-    try:
         # validate in the parent before spawning workers: errors then appear once, without tracebacks
+        cfg = load_config(args)
         check_config(cfg, eval_only=args.eval_only)
         if str(cfg.train.get("device", "cuda")) == "cpu" and args.num_gpus > 1:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""  # detectron2's launch picks gloo when no GPU is visible
@@ -345,7 +364,7 @@ def launch_train_net(args) -> int:
                dist_url=args.dist_url, args=(args,))
     except CLEAR_ERRORS as e:
         print(format_error(e), file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
     except torch.multiprocessing.ProcessRaisedException as e:  # a worker failed: show its last line
         last = [line for line in str(e).strip().splitlines() if line.strip()][-1]
         print(f"error (in a worker process): {last}", file=sys.stderr)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
@@ -38,6 +39,7 @@ __all__ = [
     "detect_variant",
     "drop_reason",
     "is_official_checkpoint",
+    "load_checkpoint_file",
     "model_variant",
     "official_name",
     "read_official_checkpoint",
@@ -201,7 +203,8 @@ def model_variant(model: nn.Module) -> str:
     for variant, cls in (("clip", CLIPVisionEncoder), ("eva02", EVA02VisionEncoder), ("siglip", SigLIPVisionEncoder)):
         if isinstance(vlm, cls):
             return variant
-    raise TypeError(f"unknown VLM image encoder {type(vlm).__name__}; expected CLIP, EVA02 or SigLIP")
+    raise CheckpointMismatchError(f"official MFuser checkpoints fit models with a CLIP, EVA02 or SigLIP image "
+                                  f"encoder; this model's VLM is {type(vlm).__name__}")
 
 
 @dataclass
@@ -252,17 +255,43 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-def read_official_checkpoint(path: str) -> dict:
-    """``torch.load`` an official checkpoint safely (``weights_only=True``), with one clear error on failure."""
+def _numpy_globals() -> list:
+    """numpy types a weights-only load may unpickle: mmcv writes numpy scalars / arrays into ``meta`` (e.g. a
+    ``hook_msgs.best_score``). Data types only, no code: safe to allow."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    dtypes = (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8, np.uint8, np.bool_)
+    return [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype,
+            *(type(np.dtype(t)) for t in dtypes)]
+
+
+def load_checkpoint_file(path: str):
+    """``torch.load(path)`` with ``weights_only=True`` (no code in the file is run), numpy data types allowed.
+
+    Raises:
+        CheckpointError: naming the file: truncated / corrupt, or holding objects a weights-only load refuses.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        msg = next((line for line in lines if "Unsupported global" in line), lines[0] if lines else "")
+        raise CheckpointError(f"{path}: holds Python objects that a safe (weights-only) load refuses: {msg[:300]}. "
+                              "Only load files you trust with torch.load(weights_only=False) yourself.") from None
+    except Exception as e:  # zip / stream errors of a truncated or corrupt file, EOFError, ...
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(f"{path}: cannot read as a torch checkpoint (truncated or corrupt?): "
                               f"{type(e).__name__}: {msg[:300]}") from None
+
+
+def read_official_checkpoint(path: str) -> dict:
+    """Load an official checkpoint (:func:`load_checkpoint_file`) and check that it is one."""
+    obj = load_checkpoint_file(path)
     if not is_official_checkpoint(obj):
         keys = list(obj.get("state_dict", obj)) if isinstance(obj, dict) else []
         raise CheckpointMismatchError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["size_hw"]
+__all__ = ["non_negative_int", "positive_int", "size_hw"]
 
 
 def size_hw(text: str) -> tuple[int, int]:
@@ -24,3 +24,25 @@ def size_hw(text: str) -> tuple[int, int]:
     if len(hw) != 2 or min(hw) < 1:
         raise argparse.ArgumentTypeError(f"size must be N or HxW (height x width) with positive integers, got {text!r}")
     return hw
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v

@@ -83,12 +83,19 @@ def image_flops(model: nn.Module, size: tuple[int, int]) -> tuple[float, Counter
     Returns:
         (total flops, uncounted ops {name: count}).
     """
+    was_training = model.training
+    saved = {k: getattr(model, k) for k in ("inference_mode", "crop_size") if hasattr(model, k)}
     model.eval()
-    if hasattr(model, "inference_mode"):
+    if saved:
         model.inference_mode = "whole"
         model.crop_size = tuple(size)
     image = torch.randint(0, 256, (3, *size), dtype=torch.uint8)
     inputs = ([{"image": image, "height": size[0], "width": size[1]}],)
-    with torch.no_grad():
-        total, _, uncounted = count_flops(model, inputs)
+    try:
+        with torch.no_grad():
+            total, _, uncounted = count_flops(model, inputs)
+    finally:  # the caller's model comes back as it was
+        for k, v in saved.items():
+            setattr(model, k, v)
+        model.train(was_training)
     return total, uncounted

@@ -13,6 +13,10 @@ from typing import Any, Callable
 
 __all__ = ["atomic_write", "atomic_write_json"]
 
+# Read once at import (reading the umask means setting it, which is not thread-safe later on).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write(dst: str, write_fn: Callable[[str], None], *, suffix: str = "") -> str:
     """Write ``dst`` atomically.
@@ -34,6 +38,9 @@ def atomic_write(dst: str, write_fn: Callable[[str], None], *, suffix: str = "")
         write_fn(tmp)
         with open(tmp, "rb+") as f:  # the writer may not have synced: make the bytes durable before the rename
             os.fsync(f.fileno())
+        # mkstemp creates the file owner-only (0600); give it the mode a plain open() would (0666 & ~umask), or
+        # keep the mode of the file it replaces
+        os.chmod(tmp, os.stat(dst).st_mode & 0o7777 if os.path.exists(dst) else 0o666 & ~_UMASK)
         os.replace(tmp, dst)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,5 +1,5 @@
-"""Full-size model configs: trainable parameters equal the official model's (OFFICIAL_PARITY.md, exactly); every
-training config's model pads its inputs with the colour its train mapper pads crops with."""
+"""Full-size model configs: trainable parameters equal the official model's exactly (see docs/reference.md,
+"Trainable totals"); every training config's model pads its inputs with the colour its train mapper pads crops with."""
 import glob
 import os
 

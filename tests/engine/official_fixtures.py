@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
+import numpy as np
 import torch
 
 from mfuser.engine.official_checkpoint import model_variant, official_name
@@ -123,6 +124,8 @@ def official_checkpoint(model, seed: int = 0, iteration: int = 20000) -> dict:
     """A whole ``iter_*.pth`` payload: ``{'meta', 'state_dict', 'optimizer'}`` as mmcv writes it."""
     sd, _ = official_state_dict(model, seed)
     types = {"clip": "MFuser_CLIP", "eva02": "MFuser_EVA_CLIP", "siglip": "MFuser_SIGLIP"}
+    # mmcv also stores numpy scalars in meta (e.g. hook_msgs.best_score with save_best)
     meta = {"mmseg_version": "0.20.2", "config": f"model = dict(\n    type='{types[model_variant(model)]}',\n)",
-            "iter": iteration, "epoch": 1, "seed": 2023}
+            "iter": iteration, "epoch": 1, "seed": 2023,
+            "hook_msgs": {"last_ckpt": f"work_dirs/iter_{iteration}.pth", "best_score": np.float64(0.7124)}}
     return {"meta": meta, "state_dict": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]}}

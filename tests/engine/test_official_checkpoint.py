@@ -30,11 +30,16 @@ from tests.engine.official_fixtures import official_checkpoint, official_state_d
 
 VARIANTS = ("clip", "eva02", "siglip")
 MANIFEST = {"clip": "clip", "eva02": "eva", "siglip": "siglip"}
-# The official used trainable counts (OFFICIAL_PARITY.md): the unused random_text / adapter_proj* excluded.
+# The official used trainable counts (docs/reference.md, "Trainable totals"): the unused random_text /
+# adapter_proj* excluded.
 OFFICIAL_USED_TRAINABLE = {"clip": 170_059_629, "eva02": 118_631_533, "siglip": 118_959_725}
 UNUSED = {"clip": (), "eva02": ("random_text",), "siglip": ("backbone.adapter_proj",)}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64}
 TOOL = os.path.join(REPO_ROOT, "tools", "convert_mfuser_checkpoint.py")
+
+
+class UnsafeObject:
+    """An arbitrary Python object in a checkpoint: a weights-only load must refuse it."""
 
 
 def manifest(shared_dir, variant):
@@ -227,6 +232,11 @@ def test_truncated_and_foreign_files_are_refused(clip_files, tmp_path):
     res = run_tool(truncated, str(tmp_path / "out.pth"))
     assert res.returncode == 1 and res.stderr.startswith("error: ") and truncated in res.stderr
     assert not os.path.exists(tmp_path / "out.pth")
+
+    unsafe = str(tmp_path / "unsafe.pth")
+    torch.save({"state_dict": {"decode_head.x": torch.zeros(1)}, "meta": {"hook": UnsafeObject()}}, unsafe)
+    with pytest.raises(CheckpointError, match=r"weights-only\) load refuses.*UnsafeObject"):
+        read_official_checkpoint(unsafe)
 
     foreign = str(tmp_path / "d2.pth")
     torch.save({"model": {"backbone.weight": torch.zeros(2)}}, foreign)

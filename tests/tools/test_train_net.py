@@ -196,9 +196,19 @@ def test_periodic_evaluations_use_a_fixed_subset(toy_data, monkeypatch):
     assert len(part.dataset) == 1 < len(full.dataset)
     assert [d["file_name"] for d in part.dataset] == [d["file_name"] for d in full.dataset][:1]
     assert "dataset" in cfg.dataloader.test and not isinstance(cfg.dataloader.test.dataset, list)
+    (batch,) = list(part)
+    assert type(batch[0]) is dict and batch[0]["file_name"] == part.dataset[0]["file_name"]
 
 
 def test_a_missing_config_file_is_a_usage_error(tool, capsys, tmp_path):
     assert tool(["--config-file", str(tmp_path / "nope.py")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and "nope.py" in err
+
+
+def test_bad_overrides_are_one_error_line(tool, capsys, toy_data, monkeypatch):
+    monkeypatch.setenv("MFUSER_TOY_DATA", toy_data)
+    for bad in ("train.max_iter.foo=1", "train.device=["):
+        assert tool(["--config-file", TOY_CONFIG, bad]) == 1, bad
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: config override") and bad in err[0], (bad, err)

@@ -17,32 +17,22 @@ import argparse
 import sys
 import time
 
-from mfuser.utils.cli import size_hw
+from mfuser.utils.cli import positive_int, size_hw
 
 from .generate import generate_all
 
 __all__ = ["get_parser", "main"]
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("root", metavar="ROOT", help="output directory (one sub-folder per domain)")
-    p.add_argument("--num-source", type=_positive, default=400, help="images in the source domain (default 400)")
-    p.add_argument("--num-target", type=_positive, default=100, help="images in each target domain (default 100)")
+    p.add_argument("--num-source", type=positive_int, default=400, help="images in the source domain (default 400)")
+    p.add_argument("--num-target", type=positive_int, default=100, help="images in each target domain (default 100)")
     p.add_argument("--size", type=size_hw, default=(256, 512),
                    help="image size HxW, height x width, as every tool writes sizes (default 256x512)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace the generated folders of a non-empty ROOT")
     return p
 

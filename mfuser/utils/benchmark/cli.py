@@ -10,7 +10,7 @@ import warnings
 import torch
 from torch import nn
 
-from mfuser.utils.cli import size_hw
+from mfuser.utils.cli import non_negative_int, positive_int, size_hw
 
 from .measure import BenchmarkError
 from .runs import run_model, run_slide, run_train_step
@@ -18,27 +18,14 @@ from .runs import run_model, run_slide, run_train_step
 __all__ = ["build_parser", "main"]
 
 # ------------------------------------------------------------------------------------------------ arguments
-def _positive(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _non_negative(text: str) -> int:
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config-file", required=True, help="LazyConfig file defining a top-level `model`")
     common.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
-    common.add_argument("--threads", type=_positive, default=1, help="torch.set_num_threads (default 1)")
-    common.add_argument("--warmup", type=_non_negative, default=1, help="untimed runs before timing (default 1)")
-    common.add_argument("--repeats", type=_positive, default=3, help="timed runs; the minimum is reported (default 3)")
+    common.add_argument("--threads", type=positive_int, default=1, help="torch.set_num_threads (default 1)")
+    common.add_argument("--warmup", type=non_negative_int, default=1, help="untimed runs before timing (default 1)")
+    common.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed runs; the minimum is reported (default 3)")
     common.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
                         help="autocast: auto = on CUDA the config's train.amp precision (bf16 for model configs "
                              "or when train.amp is enabled), off where train.amp.enabled is False, and always off "
@@ -56,11 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP count")
     p = sub.add_parser("slide", parents=[common], help="sliding-window inference: window by window vs batched")
     p.add_argument("--size", type=size_hw, default=(1024, 2048), help="image HxW (default 1024x2048)")
-    p.add_argument("--window-batch", type=_positive, default=None,
+    p.add_argument("--window-batch", type=positive_int, default=None,
                    help="windows per forward in batched mode (default: the config's window_batch_size)")
     p = sub.add_parser("train-step", parents=[common], help="one optimizer step with / without activation "
                                                             "checkpointing")
-    p.add_argument("--batch", type=_positive, default=2, help="images per step (default 2)")
+    p.add_argument("--batch", type=positive_int, default=2, help="images per step (default 2)")
     p.add_argument("--crop", type=size_hw, default=(512, 512), help="crop N or HxW (default 512)")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     p.add_argument("--only", choices=("plain", "ckpt"), default=None,

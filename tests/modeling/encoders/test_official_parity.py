@@ -1,4 +1,5 @@
-"""Encoder behaviours that follow the published MFuser code (OFFICIAL_PARITY.md A3, A6, B2, C5), at tiny size.
+"""Encoder behaviours that follow the published MFuser code, at tiny size
+(docs/reference.md, "Options: the official behaviour, and this project's alternatives").
 
 * CLIP: the class token carries ``class_embedding`` twice (``double_class_embedding``, default True).
 * CLIP: stochastic depth on the frozen blocks (``drop_path_rate``), drawn per token position as the published
