@@ -5,7 +5,7 @@
 
 Writes ``losses.png`` (total loss, final-set losses, auxiliary sets, score-map loss), ``lr.png`` and, when the
 run evaluated, ``miou.png`` (``<domain>/mIoU`` per domain and the average) into ``--out`` (default: OUTPUT_DIR);
-see :mod:`mfuser.utils.plots`. Exit status 1 with one "error: ..." line on a missing or corrupt metrics.json.
+see :mod:`mfuser.utils.plots`. One "error: ..." line: exit status 2 without a metrics.json, 1 for a corrupt one.
 """
 import argparse
 import sys
@@ -20,7 +20,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         written = plot_metrics(args.output_dir, args.out)
-    except (FileNotFoundError, ValueError) as e:
+    except FileNotFoundError as e:  # no run there: a usage error
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # a corrupt or empty metrics.json
         print(f"error: {e}", file=sys.stderr)
         return 1
     for w in written:

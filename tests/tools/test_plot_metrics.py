@@ -25,4 +25,9 @@ def test_plot_metrics_writes_pngs(tmp_path):
 
 def test_plot_metrics_bad_dir(tmp_path):
     proc = subprocess.run([sys.executable, SCRIPT, str(tmp_path / "missing")], capture_output=True, text=True)
-    assert proc.returncode == 1 and "metrics.json" in proc.stderr and proc.stderr.startswith("error:")
+    assert proc.returncode == 2 and "metrics.json" in proc.stderr and proc.stderr.startswith("error:")
+    bad = tmp_path / "corrupt"
+    bad.mkdir()
+    (bad / "metrics.json").write_text('{"iteration": 1, "loss_ce": 1.0}\nnot json\n{"iteration": 2}\n')
+    proc = subprocess.run([sys.executable, SCRIPT, str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "line 2 is not JSON" in proc.stderr and proc.stderr.startswith("error:")
