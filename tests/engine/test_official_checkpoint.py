@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig, instantiate
 
 from mfuser.engine.checkpoint import MFuserCheckpointer
@@ -17,16 +16,10 @@ from mfuser.engine.official_checkpoint import (
     official_name,
     read_official_checkpoint,
 )
-from mfuser.modeling.encoders import (
-    DINOv2Encoder,
-    EVA02TextEncoder,
-    EVA02VisionEncoder,
-    SigLIPTextEncoder,
-    SigLIPVisionEncoder,
-)
 from mfuser.modeling.encoders.checkpoints import CheckpointError, CheckpointMismatchError
 from tests.conftest import REPO_ROOT
 from tests.engine.official_fixtures import official_checkpoint, official_state_dict
+from tests.modeling.meta_arch.tiny_families import family_cfg
 
 VARIANTS = ("clip", "eva02", "siglip")
 MANIFEST = {"clip": "clip", "eva02": "eva", "siglip": "siglip"}
@@ -125,22 +118,9 @@ def test_renaming_table_round_trips():
 
 # ------------------------------------------------------------------------------------------ tiny size, real files
 def tiny_model(variant, tmp_path, seed):
-    cfg = LazyConfig.load(os.path.join(REPO_ROOT, "configs", "common", "models", "mfuser_tiny.py"))
-    m = cfg.model
-    small = dict(embed_dim=64, depth=4, num_heads=2, img_size=128)
-    if variant == "eva02":
-        m.backbone.vfm = L(DINOv2Encoder)(patch_size=14, init_values=1.0, **small)
-        m.backbone.vlm = L(EVA02VisionEncoder)(patch_size=14, output_dim=64, **small)
-        m.text_encoder = L(EVA02TextEncoder)(width=64, layers=2, heads=2, output_dim=64)
-        m.backbone.fusion_projections = False
-    elif variant == "siglip":
-        m.backbone.vfm = L(DINOv2Encoder)(patch_size=8, init_values=1.0, **small)
-        m.backbone.vlm = L(SigLIPVisionEncoder)(patch_size=8, **small)
-        m.text_encoder = L(SigLIPTextEncoder)(tokenizer_path=None, width=64, layers=2, heads=2, output_dim=64,
-                                              vocab_size=40)
-        m.backbone.fusion_projections = False
+    cfg = family_cfg(variant, tmp_path, tokenizer=False)
     torch.manual_seed(seed)
-    return instantiate(m)
+    return instantiate(cfg.model)
 
 
 def load_frozen_from_files(model, files):

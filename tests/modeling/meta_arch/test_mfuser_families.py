@@ -1,10 +1,9 @@
 """The meta-architecture with every VLM family (/14 EVA02, CLS-free SigLIP), bf16 autocast, checkpoints."""
-import os
 
 import pytest
 import torch
 from detectron2.config import LazyCall as L
-from detectron2.config import LazyConfig, instantiate
+from detectron2.config import instantiate
 from detectron2.utils.events import EventStorage
 
 from mfuser.engine.checkpoint import MFuserCheckpointer
@@ -12,40 +11,9 @@ from mfuser.modeling.encoders import (
     CLIPTextEncoder,
     CLIPVisionEncoder,
     DINOv2Encoder,
-    EVA02TextEncoder,
-    EVA02VisionEncoder,
-    SigLIPTextEncoder,
-    SigLIPVisionEncoder,
 )
 from mfuser.utils.testing import tiny_encoder_kwargs, write_official_checkpoint
-from tests.configs.tiny_trees import train_spm_model
-from tests.conftest import REPO_ROOT
-
-TINY = os.path.join(REPO_ROOT, "configs", "common", "models", "mfuser_tiny.py")
-SMALL = dict(embed_dim=64, depth=4, num_heads=2, img_size=128)
-
-
-def tiny_cfg():
-    return LazyConfig.load(TINY)
-
-
-def family_cfg(family, tmp_path):
-    """The tiny config with the VLM of ``family`` (and DINOv2 at its patch size)."""
-    cfg = tiny_cfg()
-    m = cfg.model
-    if family == "eva02":
-        m.backbone.vfm = L(DINOv2Encoder)(patch_size=14, init_values=1.0, **SMALL)
-        m.backbone.vlm = L(EVA02VisionEncoder)(patch_size=14, output_dim=64, **SMALL)
-        m.text_encoder = L(EVA02TextEncoder)(width=64, layers=2, heads=2, output_dim=64)
-        m.backbone.fusion_projections = False
-    elif family == "siglip":
-        m.backbone.vfm = L(DINOv2Encoder)(patch_size=8, init_values=1.0, **SMALL)
-        m.backbone.vlm = L(SigLIPVisionEncoder)(patch_size=8, **SMALL)
-        spm = train_spm_model(str(tmp_path / "spiece.model"))
-        m.text_encoder = L(SigLIPTextEncoder)(tokenizer_path=spm, width=64, layers=2, heads=2, output_dim=64,
-                                              vocab_size=40)
-        m.backbone.fusion_projections = False
-    return cfg
+from tests.modeling.meta_arch.tiny_families import SMALL, family_cfg, tiny_cfg  # noqa: F401
 
 
 def batch(num=2, size=128, seed=0):
