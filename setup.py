@@ -72,6 +72,9 @@ setup(
     extras_require={
         "cuda": ["mamba_ssm>=2.2.2", "causal_conv1d>=1.4.0"],
         "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.4"],
+        # tools/web_demo.py (Gradio) and its browser test (Playwright drives the system's Chromium; it never
+        # downloads a browser of its own)
+        "demo": ["gradio>=5,<7", "playwright>=1.40"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

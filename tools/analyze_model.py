@@ -23,7 +23,8 @@ import sys
 import torch
 from detectron2.config import LazyConfig, instantiate
 
-from mfuser.utils.cli import size_hw
+from mfuser.engine.overrides import apply_overrides
+from mfuser.utils.cli import add_debug_argument, guarded_main, size_hw
 from mfuser.utils.flops import image_flops
 
 
@@ -33,6 +34,7 @@ def parse_args(argv=None):
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--size", type=size_hw, default=(512, 512), help="input size HxW (or N) for the FLOP count")
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (parameters only)")
+    add_debug_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -54,6 +56,7 @@ def module_rows(model: torch.nn.Module, depth: int = 2) -> list[dict]:
     return rows
 
 
+@guarded_main
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
     except FileNotFoundError:
         print(f"error: config file not found: {args.config_file}", file=sys.stderr)
         return 2
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    cfg = apply_overrides(cfg, args.opts)
     if "model" not in cfg:
         print(f"error: {args.config_file} defines no `model`", file=sys.stderr)
         return 2

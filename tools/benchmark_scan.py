@@ -13,9 +13,14 @@ the largest, over those tensors, of max|ours - ref| / max|ref| (error relative t
 process's peak resident set during our forward + backward, measured before the reference runs (inputs
 excluded).
 
+``--dtype bf16``: u, delta, B and C in bfloat16 (what the MVFuser gives the scan under CPU bf16 autocast; the
+kernel reads them as stored and keeps its state in float32), the reference on float32 copies of the same
+values; the errors then include the bf16 rounding of the output and of the bf16 inputs' gradients.
+
 Example::
 
     python tools/benchmark_scan.py --threads 1
+    python tools/benchmark_scan.py --threads 1 --dtype bf16
     python tools/benchmark_scan.py --length 257 --dim 16 --json
 """
 import argparse
@@ -40,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--ref-repeats", type=int, default=1, help="timed runs of the reference (default 1)")
     p.add_argument("--backend", default="auto", choices=["auto", "mamba", "kernel", "torch"],
                    help="backend of ours, as selective_scan(backend=...) (default auto)")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                   help="dtype of u, delta, B, C given to ours (default fp32); the reference computes in float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)
@@ -78,6 +85,9 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+STREAMED = ("u", "delta", "B", "C")  # the inputs --dtype applies to
+
+
 def _call(fn, inputs, need_grad):
     args = {k: v.detach().clone().requires_grad_(need_grad) for k, v in inputs.items()}
     out, last = fn(args["u"], args["delta"], args["A"], args["B"], args["C"], D=args["D"],
@@ -95,7 +105,7 @@ def run_once(fn, inputs, grads, backward, device):
         _sync(device)
         return time.perf_counter() - t0, {"out": out, "last_state": last}
     args, out, last = _call(fn, inputs, True)
-    torch.autograd.backward([out, last], [grads["out"], grads["last_state"]])
+    torch.autograd.backward([out, last], [grads["out"].to(out.dtype), grads["last_state"].to(last.dtype)])
     _sync(device)
     dt = time.perf_counter() - t0
     res = {"out": out.detach(), "last_state": last.detach()}
@@ -132,7 +142,11 @@ def benchmark(args):
 
     torch.set_num_threads(args.threads)
     dev = args.device
-    inputs = make_inputs(args.batch, args.dim, args.length, args.state, dev, args.seed)
+    ref_inputs = make_inputs(args.batch, args.dim, args.length, args.state, dev, args.seed)
+    inputs = dict(ref_inputs)
+    if args.dtype == "bf16":  # ours on bf16 inputs, the reference on float32 copies of the same values
+        inputs.update({k: ref_inputs[k].bfloat16() for k in STREAMED})
+        ref_inputs.update({k: inputs[k].float() for k in STREAMED})
     g = torch.Generator().manual_seed(args.seed + 1)
     grads = {
         "out": torch.randn(args.batch, args.dim, args.length, generator=g).to(dev),
@@ -152,13 +166,13 @@ def benchmark(args):
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # ru_maxrss is KiB on Linux
     ours_fwd_s, ours_fwd = best_of(args.repeats, selective_scan, inputs, grads, False, dev)
     ours_fb_s, ours_bwd = best_of(args.repeats, selective_scan, inputs, grads, True, dev)
-    ref_fwd_s, ref_fwd = best_of(args.ref_repeats, selective_scan_ref, inputs, grads, False, dev)
-    ref_fb_s, ref_bwd = best_of(args.ref_repeats, selective_scan_ref, inputs, grads, True, dev)
+    ref_fwd_s, ref_fwd = best_of(args.ref_repeats, selective_scan_ref, ref_inputs, grads, False, dev)
+    ref_fb_s, ref_bwd = best_of(args.ref_repeats, selective_scan_ref, ref_inputs, grads, True, dev)
     abs_f, rel_f = compare(ours_fwd, ref_fwd)
     abs_b, rel_b = compare(ours_bwd, ref_bwd)
     return {
         "shape": {"batch": args.batch, "dim": args.dim, "length": args.length, "state": args.state,
-                  "dtype": "float32", "device": dev, "threads": args.threads},
+                  "dtype": {"fp32": "float32", "bf16": "bfloat16"}[args.dtype], "device": dev, "threads": args.threads},
         "backend": select_backend(dev) if args.backend == "auto" else args.backend,
         "ref_fwd_ms": ref_fwd_s * 1e3,
         "ours_fwd_ms": ours_fwd_s * 1e3,

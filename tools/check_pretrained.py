@@ -21,8 +21,10 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from mfuser.modeling.encoders.families import FAMILIES, KINDS  # noqa: E402  (after HF_HUB_OFFLINE)
+from mfuser.utils.cli import add_debug_argument, guarded_main  # noqa: E402
 
 
+@guarded_main
 def main(argv=None):
     kinds = "\n".join(f"  {f.name:<7} {f.file_name}" for f in FAMILIES.values())
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -33,6 +35,7 @@ def main(argv=None):
     parser.add_argument("--max-names", type=int, default=50,
                         help="list at most this many names per category (0: all); matched names need --verbose")
     parser.add_argument("--verbose", "-v", action="store_true", help="also list matched and ignored key names")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
 
     import torch

@@ -27,6 +27,8 @@ import os
 import sys
 import time
 
+from mfuser.utils.cli import add_debug_argument, guarded_main
+
 DEFAULT_CONFIG = "configs/common/models/mfuser_{variant}.py"
 
 
@@ -41,6 +43,7 @@ def parse_args(argv=None):
                         help="leave the frozen encoder weights out (the model loads its pretrained files)")
     parser.add_argument("--config-file", help=f"LazyConfig defining `model` (default: {DEFAULT_CONFIG})")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -105,6 +108,7 @@ def convert(args) -> None:
           f"load it with the {variant} config: train.init_checkpoint={args.output}")
 
 
+@guarded_main
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mfuser.modeling.encoders.checkpoints import CheckpointError

@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Segment images with a LazyConfig model and write colour overlays (and optionally trainId label PNGs).
+"""Segment images, a video or a webcam stream with a LazyConfig model and write colour overlays (and optionally
+trainId label PNGs).
 
     python tools/demo.py --config-file configs/mfuser/mfuser_eva02_vitl_gta_512.py \
         --input 'street/*.jpg' --output out/ train.init_checkpoint=model.pth [--save-labels]
+    python tools/demo.py --config-file ... --video-input drive.mp4 --output drive_overlay.mp4 train.init_checkpoint=...
+    python tools/demo.py --config-file ... --webcam --output cam.mp4 train.init_checkpoint=...
 
-Options and behaviour: ``python tools/demo.py --help`` and :mod:`mfuser.engine.demo`.
+Options and behaviour: ``python tools/demo.py --help``, :mod:`mfuser.engine.demo` and docs/demo.md.
 """
 import sys
 

@@ -10,13 +10,16 @@ see :mod:`mfuser.utils.plots`. One "error: ..." line: exit status 2 without a me
 import argparse
 import sys
 
+from mfuser.utils.cli import add_debug_argument, guarded_main
 from mfuser.utils.plots import plot_metrics
 
 
+@guarded_main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("output_dir", help="train.output_dir of a run (holds metrics.json)")
     p.add_argument("--out", default=None, help="where to write the PNGs (default: OUTPUT_DIR)")
+    add_debug_argument(p)
     args = p.parse_args(argv)
     try:
         written = plot_metrics(args.output_dir, args.out)

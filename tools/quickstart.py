@@ -7,7 +7,11 @@ writes demo overlays for a few target images.
 
 Usage:
     python tools/quickstart.py [--output-dir output/quickstart] [--data-root datasets/synthetic]
-        [--overwrite] [--threads N] [KEY=VALUE ...]
+        [--overwrite] [--threads N] [--precision auto|fp32|bf16] [KEY=VALUE ...]
+
+``--precision`` (default auto: bf16 autocast for training and evaluation where the CPU computes bf16 natively,
+fp32 elsewhere; see mfuser/engine/precision.py) sets ``train.precision``; the choice is printed at the start and
+recorded in results.json.
 
 Re-running with the same output directory resumes an interrupted run (from its last checkpoint) or, for
 a finished run, only re-evaluates. A directory that holds anything else is refused unless --overwrite.
@@ -22,6 +26,8 @@ import shutil
 import sys
 import time
 
+from mfuser.utils.cli import add_debug_argument, guarded_main
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "quickstart", "mfuser_tiny_synthetic.py")
 MARKER = ".mfuser_quickstart.json"
@@ -29,6 +35,8 @@ DEMO_IMAGES_PER_DOMAIN = 2
 
 
 def parse_args(argv=None):
+    from mfuser.engine.precision import PRECISION_CHOICES
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--output-dir", default=os.path.join("output", "quickstart"), help="run directory")
     p.add_argument("--data-root", default=os.path.join("datasets", "synthetic"), help="generated data root")
@@ -38,8 +46,20 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: all cores). On a machine busy with other work use 1:\n"
                         "OpenMP threads competing with other processes slow training down many times")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                   help="compute precision of training and evaluation (train.precision): auto (the config's default:\n"
+                        "bf16 on a CPU with native bf16, else fp32), fp32 or bf16")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE overrides of the quickstart config")
+    add_debug_argument(p)
     return p.parse_args(argv)
+
+
+def train_overrides(args, out: str) -> list[str]:
+    """The config overrides of the run: output folder, in-process loaders, ``--precision``, then the user's."""
+    opts = [f"train.output_dir={out}", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0"]
+    if args.precision is not None:
+        opts.append(f"train.precision={args.precision}")
+    return opts + list(args.opts)
 
 
 def prepare_output_dir(path: str, overwrite: bool) -> bool:
@@ -86,6 +106,7 @@ def format_summary(results: dict, baselines: dict) -> str:
     return "\n".join(lines)
 
 
+@guarded_main
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.time()
@@ -121,9 +142,9 @@ def main(argv=None) -> int:
     from detectron2.config import LazyConfig
 
     from mfuser.engine.defaults import CLEAR_ERRORS, format_error, run_train_net
+    from mfuser.engine.overrides import apply_overrides
 
-    opts = [f"train.output_dir={out}", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0"]
-    opts += list(args.opts)
+    opts = train_overrides(args, out)
     train_args = argparse.Namespace(config_file=CONFIG, resume=True, eval_only=False, opts=opts, num_gpus=1,
                                     num_machines=1, machine_rank=0, dist_url="auto")
     try:
@@ -134,7 +155,7 @@ def main(argv=None) -> int:
     train_time = time.time() - train_start
 
     # 4. summary table with the majority-class baseline
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(CONFIG), opts)
+    cfg = apply_overrides(LazyConfig.load(CONFIG), opts)
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
     targets = {"source": cfg.dataloader.train.names, "targets": list(cfg.dataloader.targets)}
@@ -162,7 +183,9 @@ def main(argv=None) -> int:
 
     print("\n[quickstart] target-domain results (tiny MFuser trained on the source domain):")
     print(summary)
-    print(f"\n[quickstart] done in {time.time() - start:.0f} s (training + evaluation {train_time:.0f} s)")
+    precision = results.get("precision") or {}
+    print(f"\n[quickstart] done in {time.time() - start:.0f} s (training + evaluation {train_time:.0f} s, "
+          f"precision {precision.get('name', '?')}: {precision.get('reason', 'not recorded')})")
     print(f"  run directory     {out}")
     print(f"  results           {os.path.join(out, 'results.json')}, {os.path.join(out, 'quickstart_summary.json')}")
     print(f"  metrics / curves  {os.path.join(out, 'metrics.json')}, {', '.join(sorted(glob.glob(out + '/*.png')))}")

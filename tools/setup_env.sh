@@ -8,9 +8,12 @@
 #   PYTHON=python3.11     interpreter used to create the venv (>= 3.10)
 #   D2_SOURCE=/path/to/detectron2   build detectron2 from this checkout instead of the PyPI fallback
 #   MFUSER_FORCE=1        redo every install step even when the venv is marked complete
+#   MFUSER_NO_BROWSER=1   do not install Debian's chromium (the web demo's browser test is then skipped)
 #
 # Idempotent: the venv is marked complete only after every step succeeded; a second run with the
 # same inputs only checks the imports. A venv without the mark is repaired, never trusted.
+# Besides the venv, /usr/bin/chromium is installed with apt-get when missing (root or passwordless
+# sudo): tests/tools/test_web_demo.py drives it through Playwright.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,6 +44,37 @@ import os, sysconfig, sys
 sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)
 PY
 
+# ---- Chromium for the web demo's browser test (outside the venv, so checked on every run) ----------
+CHROMIUM=/usr/bin/chromium
+ensure_chromium() {
+  [ -x "$CHROMIUM" ] && return 0
+  if [ "${MFUSER_NO_BROWSER:-0}" = 1 ]; then
+    say "MFUSER_NO_BROWSER=1: not installing chromium; the web demo's browser test will be skipped"; return 0
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    say "no apt-get: not installing chromium; the web demo's browser test will be skipped (install $CHROMIUM to run it)"
+    return 0
+  fi
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then sudo=(sudo -n); else
+      say "not root and no passwordless sudo: not installing chromium; the web demo's browser test will be skipped"
+      return 0
+    fi
+  fi
+  say "installing Debian's chromium with apt-get (for the web demo's browser test)"
+  local log; log=$(mktemp)
+  local apt=(${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get)
+  if ! { "${apt[@]}" install -y -q --no-install-recommends chromium \
+           || { "${apt[@]}" update -q && "${apt[@]}" install -y -q --no-install-recommends chromium; }; } >"$log" 2>&1; then
+    tail -n 5 "$log" >&2; rm -f "$log"
+    die "'apt-get install chromium' failed (last lines above). Fix apt, or set MFUSER_NO_BROWSER=1 to skip the browser test."
+  fi
+  rm -f "$log"
+  [ -x "$CHROMIUM" ] || die "apt-get installed chromium but $CHROMIUM is missing."
+}
+ensure_chromium
+
 # ---- fingerprint of everything that decides the venv's content ---------------------------------
 fingerprint() {
   {
@@ -54,10 +88,10 @@ FP=$(fingerprint)
 
 check_imports() {
   "$VENV/bin/python" - <<'PY'
-import os, detectron2, mfuser
+import os, detectron2, mfuser, gradio, playwright
 src = "PyPI fallback (sal-detectron2, no _C)" if "detectron2-pypi" in detectron2.__file__ else "installed build"
 print(f"setup_env: detectron2 {detectron2.__version__} from {os.path.dirname(detectron2.__file__)} [{src}]")
-print(f"setup_env: mfuser from {os.path.dirname(mfuser.__file__)}")
+print(f"setup_env: mfuser from {os.path.dirname(mfuser.__file__)}; demo extra: gradio {gradio.__version__}")
 PY
 }
 
@@ -114,8 +148,8 @@ if [ "$CUDA" = 1 ]; then
 fi
 
 # ---- the project ------------------------------------------------------------------------------------
-say "installing mfuser (editable, with dev extras)"
-"${PIP[@]}" install -q --no-build-isolation -e "$ROOT[dev]"
+say "installing mfuser (editable, with the dev and demo extras)"
+"${PIP[@]}" install -q --no-build-isolation -e "$ROOT[dev,demo]"
 
 check_imports
 fingerprint > "$MARK"

@@ -1,11 +1,16 @@
 """Training-loop settings read by tools/lazyconfig_train_net.py (published values: 20k iterations,
-checkpoint every 2k, evaluation at the end, seed 2023, FP32)."""
+checkpoint every 2k, evaluation at the end, seed 2023, FP32 on GPUs)."""
 train = dict(
     output_dir="./output",
     # checkpoint to initialise from (and to evaluate with --eval-only); "" = the weights the model builds with
     init_checkpoint="",
     max_iter=20000,
-    # mixed precision: precision "bf16" (CPU or CUDA) or "fp16" (CUDA, with a gradient scaler)
+    # Compute precision of training and inference (mfuser/engine/precision.py): "auto" = bf16 autocast on a CPU
+    # with native bf16 (AVX512-BF16 / AMX), fp32 on other CPUs, and on CUDA what `amp` says (off: fp32, as
+    # published); "fp32" or "bf16" force it. Command line: train.precision=bf16 (--precision in the quickstart).
+    precision="auto",
+    # CUDA mixed-precision training: precision "bf16" or "fp16" (with a gradient scaler). Checked together with
+    # `precision` (one decision): enabled=True needs precision "auto" (or "bf16" with amp precision bf16).
     amp=dict(enabled=False, precision="bf16"),
     # Every trainable MFuser parameter gets a gradient in every step (tested), so DDP needs no search for
     # unused ones (the published code sets it because its SigLIP variant builds projections it never uses).

@@ -1,11 +1,14 @@
 """Datasets, label conventions, mappers, samplers (rare-class, resumable) and the train-loader builders.
 
 Importing this package registers the builtin datasets under ``$DETECTRON2_DATASETS`` (default
-``datasets``), as detectron2's ``builtin.py`` does; see :mod:`mfuser.data.datasets.register`.
+``datasets``), as detectron2's ``builtin.py`` does (see :mod:`mfuser.data.datasets.register`), then every domain of
+the catalogue ``$DETECTRON2_DATASETS/mfuser_domains/*.json`` written by ``tools/register_domain.py`` (see
+:mod:`mfuser.data.catalogue`).
 """
 
 from . import classes
 from .build import build_resumable_rcs_train_loader, build_resumable_train_loader
+from .catalogue import CatalogueError, register_catalogue
 from .classes import CITYSCAPES_CLASSES, CITYSCAPES_COLORS, CITYSCAPES_ID_TO_TRAINID, IGNORE_LABEL, NUM_CLASSES
 from .datasets import (
     BUILTIN_DATASETS,
@@ -33,9 +36,12 @@ from .samplers import (
 from .transforms import IMAGE_PAD_RGB, PadToSize, PhotoMetricDistortion, ResizeByRatio, ResizeKeepRatio, keep_ratio_fit
 
 register_all()
+register_catalogue()
 
 __all__ = [
     "classes",
+    "CatalogueError",
+    "register_catalogue",
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_COLORS",
     "CITYSCAPES_ID_TO_TRAINID",

@@ -1,10 +1,17 @@
 """Train-loader builders for LazyConfig files: detectron2's ``build_detection_train_loader`` with a resumable
-sampler (:class:`~mfuser.data.samplers.ResumableSampler`) and without aspect-ratio grouping, so that a resumed
-run sees the same batches, in the same order, as an uninterrupted one (the samplers module explains why).
+sampler (:class:`~mfuser.data.samplers.ResumableSampler`), per-sample augmentation seeded by stream position and
+without aspect-ratio grouping, so that a resumed run sees the same batches, in the same order and with the same
+augmentations, as an uninterrupted one (the samplers module explains why).
 """
 from torch.utils.data import Sampler
 
-from .samplers import RareClassDataset, RareClassSampler, ResumableSampler, load_or_compute_class_stats
+from .samplers import (
+    PositionSeededDataset,
+    RareClassDataset,
+    RareClassSampler,
+    ResumableSampler,
+    load_or_compute_class_stats,
+)
 
 __all__ = ["build_resumable_train_loader", "build_resumable_rcs_train_loader"]
 
@@ -27,10 +34,13 @@ def build_resumable_train_loader(
         sampler: ``None`` (detectron2 ``TrainingSampler(len(dataset), seed=seed)``), a ``Sampler``, or a
             callable ``sampler(dataset) -> Sampler`` (e.g. a rare-class sampler built from the dataset dicts).
             It must be deterministic given its seed.
-        seed (int): seed of the default sampler (the configs pass ``train.seed``).
-        num_workers (int): data-loader workers (any value keeps batches in stream order).
+        seed (int): seed of the default sampler, of each sample's augmentation (with its stream position, see
+            :class:`~mfuser.data.samplers.PositionSeededDataset`) and of the DataLoader (the configs pass
+            ``train.seed``).
+        num_workers (int): data-loader workers (any value keeps batches and augmentations the same).
     """
     from detectron2.data import build_detection_train_loader
+    from detectron2.data.common import DatasetFromList
     from detectron2.data.samplers import TrainingSampler
 
     if sampler is None:
@@ -39,13 +49,16 @@ def build_resumable_train_loader(
         sampler = sampler(dataset)
     if not isinstance(sampler, Sampler):
         raise TypeError(f"sampler: expected None, a Sampler or a callable returning one, got {type(sampler)}")
+    if isinstance(dataset, list):
+        dataset = DatasetFromList(dataset, copy=False)
     return build_detection_train_loader(
-        dataset,
-        mapper=mapper,
-        sampler=ResumableSampler(sampler),
+        PositionSeededDataset(dataset, mapper, seed=seed),
+        mapper=None,
+        sampler=ResumableSampler(sampler, tag_positions=len(dataset)),
         total_batch_size=total_batch_size,
         aspect_ratio_grouping=False,
         num_workers=num_workers,
+        seed=seed,  # the DataLoader's own generator: creating its iterator draws nothing from torch's global one
     )
 
 

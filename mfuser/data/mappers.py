@@ -95,7 +95,9 @@ class MFuserSemanticDatasetMapper:
     """Map a semantic-segmentation dataset dict to a training sample.
 
     Input dict: ``file_name``, ``sem_seg_file_name``, optional ``height``/``width`` (checked against the
-    image), optional ``label_format`` (overrides the mapper's), optional ``rcs_class``.
+    image), optional ``label_format`` (overrides the mapper's), optional ``rcs_class``. The label must have
+    exactly the image's height and width and only the values of its format
+    (:func:`mfuser.data.labels.read_label`); otherwise :class:`~mfuser.data.labels.LabelError` names both files.
 
     Output dict::
 
@@ -158,13 +160,9 @@ class MFuserSemanticDatasetMapper:
         if "sem_seg_file_name" not in dataset_dict:
             raise ValueError(f"MFuserSemanticDatasetMapper: the dataset dict of {file_name} has no 'sem_seg_file_name'")
         label_file = dataset_dict.pop("sem_seg_file_name")
-        sem_seg = read_label(label_file, dataset_dict.pop("label_format", self.label_format), self.num_classes)
-        if sem_seg.shape != image.shape[:2]:
-            raise ValueError(
-                f"Label {label_file} is {sem_seg.shape[1]}x{sem_seg.shape[0]} but image {file_name} is "
-                f"{image.shape[1]}x{image.shape[0]} (width x height). For GTA5, run datasets/prepare_gta5.py, "
-                "which resizes such labels to their image."
-            )
+        # the label must have exactly the image's height and width and only its format's values (LabelError)
+        sem_seg = read_label(label_file, dataset_dict.pop("label_format", self.label_format), self.num_classes,
+                             image_file=file_name, image_size=image.shape[:2])
         rcs_class = dataset_dict.pop("rcs_class", None)
         tries = 1 + (self.rcs_max_redraws if rcs_class is not None else 0)
         for _ in range(tries):

@@ -33,11 +33,13 @@ does this with a resumable sampler and without aspect-ratio grouping.
 
 Resuming: :class:`ResumableSampler` wraps any of these infinite deterministic streams and drops the indices an
 interrupted run already consumed (see its docstring); :func:`find_resumable_sampler` finds it in a train loader.
+:class:`PositionSeededDataset` makes each sample's augmentation a function of the seed and its stream position.
 """
 
 import itertools
 import logging
 import os
+import random
 from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, Iterator, List, Sequence
 
@@ -61,6 +63,7 @@ __all__ = [
     "RareClassSampler",
     "RareClassDataset",
     "ResumableSampler",
+    "PositionSeededDataset",
     "find_resumable_sampler",
 ]
 
@@ -269,16 +272,23 @@ class ResumableSampler(Sampler):
     ``skip = start_iter * batch_size_per_rank`` after loading the checkpoint, so a resumed run sees the same
     batches, in the same order, as an uninterrupted one. Requirements: a fixed sampler seed (``train.seed`` in
     the configs; detectron2's default ``seed=None`` draws a fresh shared seed per run) and
-    ``aspect_ratio_grouping=False``. Random augmentation state inside data-loader workers is *not* restored
-    (workers are re-seeded).
+    ``aspect_ratio_grouping=False``.
+
+    Augmentation randomness: with ``tag_positions=N`` (the dataset length) the sampler yields
+    ``position * N + index``, ``position`` being the element's place in this rank's stream (skipped ones
+    counted). :class:`PositionSeededDataset` decodes it and draws the sample's augmentation from generators seeded
+    by ``(seed, rank, position)``, so the random crop / flip / photometric parameters of a sample depend on its
+    place in the stream only, not on worker state, and nothing in the workers needs saving for an exact resume.
 
     Args:
         sampler (Sampler): an infinite deterministic per-rank index stream (fixed seed).
         skip (int): number of indices to drop at the start; usually set later with :meth:`set_skip`.
+        tag_positions (int or None): dataset length N to tag indices with their stream position (see above).
     """
 
-    def __init__(self, sampler: Sampler, skip: int = 0):
+    def __init__(self, sampler: Sampler, skip: int = 0, *, tag_positions: int | None = None):
         self.sampler = sampler
+        self.tag_positions = None if tag_positions is None else int(tag_positions)
         self.set_skip(skip)
 
     def set_skip(self, skip: int) -> None:
@@ -288,10 +298,61 @@ class ResumableSampler(Sampler):
         self.skip = int(skip)
 
     def __iter__(self) -> Iterator[int]:
-        yield from itertools.islice(iter(self.sampler), self.skip, None)
+        stream = itertools.islice(iter(self.sampler), self.skip, None)
+        if self.tag_positions is None:
+            yield from stream
+            return
+        for position, index in enumerate(stream, start=self.skip):
+            yield position * self.tag_positions + int(index)
 
     def __len__(self):
         return len(self.sampler)
+
+
+class PositionSeededDataset(Dataset):
+    """Map-style dataset that maps each sample with generators seeded by its place in the sample stream.
+
+    ``dataset[position * N + index]`` (indices from ``ResumableSampler(tag_positions=N)``) returns
+    ``mapper(base[index])``, computed with Python's ``random``, numpy's and torch's (CPU) global generators seeded
+    from ``(seed, rank, position)``; the generators' previous states are restored afterwards, so nothing else in
+    the process (or worker) sees a difference. detectron2's augmentations and this project's draw from those global
+    generators, which is why they are seeded rather than passed a generator.
+
+    Why not detectron2's ``MapDataset``: it maps with whatever state the worker's generators have, which depends on
+    what the worker mapped before (not restored by ``--resume``), and it replaces a sample the mapper rejects by a
+    random other one; here a rejected sample is an error naming its file.
+
+    Args:
+        dataset: map-style dataset of N dataset dicts (e.g. :class:`RareClassDataset`).
+        mapper: dataset dict -> model input dict.
+        seed (int): the run's seed (``train.seed``).
+    """
+
+    def __init__(self, dataset, mapper, *, seed: int = 0):
+        self.dataset, self.mapper, self.seed = dataset, mapper, int(seed)
+        self._rank = comm.get_rank()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, code: int):
+        position, index = divmod(int(code), len(self.dataset))
+        record = self.dataset[index]
+        seq = np.random.SeedSequence([self.seed, self._rank, position])
+        py_seed, np_seed, torch_seed = (int(x) for x in seq.generate_state(3))
+        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        try:
+            random.seed(py_seed)
+            np.random.seed(np_seed)
+            torch.default_generator.manual_seed(torch_seed)  # CPU only: CUDA generators are left alone
+            out = self.mapper(record)
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])
+        if out is None:
+            raise ValueError(f"the training mapper rejected {record.get('file_name', record)!r} (returned None)")
+        return out
 
 
 def find_resumable_sampler(data_loader) -> ResumableSampler | None:

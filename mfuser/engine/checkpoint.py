@@ -13,6 +13,11 @@ Departures from :class:`detectron2.checkpoint.DetectionCheckpointer`, all delibe
 * **Official MFuser files.** A published MMSegmentation checkpoint (``iter_*.pth``) given as
   ``train.init_checkpoint`` is recognised and converted in memory
   (:func:`mfuser.engine.official_checkpoint.convert_official_checkpoint`), with one log line.
+* **Resume from the newest intact file.** ``resume_or_load(resume=True)`` tries ``last_checkpoint`` first, then
+  the other ``model_*.pth`` files of the folder, newest iteration first; a file that cannot be read (truncated,
+  corrupt) is skipped with a warning. A file that reads but does not fit the model is still an error.
+* **RNG state.** :class:`RNGState` (a checkpointable) stores the global torch / numpy / Python generators, so a
+  resumed run draws the same stochastic-depth masks as an uninterrupted one.
 * **Strict load.** fvcore only *logs* missing / unexpected keys and silently drops tensors whose shape
   differs, so a checkpoint of another model "loads" and evaluates as garbage. Here any such key raises
   :class:`CheckpointMismatchError` naming the keys, except missing keys under the prefixes the model
@@ -21,8 +26,11 @@ Departures from :class:`detectron2.checkpoint.DetectionCheckpointer`, all delibe
 """
 import logging
 import os
+import random
+import re
 from typing import Any, Dict, List, Sequence
 
+import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from torch.nn.parallel import DataParallel, DistributedDataParallel
@@ -33,7 +41,8 @@ from mfuser.utils.io import atomic_write
 
 from .official_checkpoint import convert_official_checkpoint, is_official_checkpoint, load_checkpoint_file
 
-__all__ = ["CheckpointError", "CheckpointMismatchError", "MFuserCheckpointer", "optional_checkpoint_prefixes"]
+__all__ = ["CheckpointError", "CheckpointMismatchError", "MFuserCheckpointer", "RNGState",
+           "optional_checkpoint_prefixes"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +59,46 @@ def optional_checkpoint_prefixes(model: torch.nn.Module) -> tuple:
     if isinstance(prefixes, str):
         prefixes = (prefixes,)
     return tuple(prefixes)
+
+
+class RNGState:
+    """A checkpointable holding the process's global random generators (torch CPU, CUDA when present, numpy,
+    Python's ``random``): ``state_dict()`` captures them, ``load_state_dict()`` restores them.
+
+
+    Stored as tensors and plain numbers only, so that checkpoints keep loading with ``torch.load(weights_only=True)``.
+    """
+
+    def state_dict(self) -> Dict[str, Any]:
+        _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+        py_version, py_internal, py_gauss = random.getstate()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                      "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+            "random": {"version": int(py_version), "internal": torch.tensor(py_internal, dtype=torch.int64),
+                       "gauss": py_gauss},
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        n = state["numpy"]
+        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        r = state["random"]
+        random.setstate((r["version"], tuple(int(x) for x in r["internal"].tolist()), r["gauss"]))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _checkpoint_order(name: str) -> float:
+    """Sort key of a checkpoint file name: its iteration (``model_0000499.pth`` -> 499), ``*_final`` last."""
+    if re.search(r"_final\.pth$", name):
+        return float("inf")
+    m = re.search(r"(\d+)\.pth$", name)
+    return float(m.group(1)) if m else -1.0
 
 
 def _summarise(keys: Sequence[str], limit: int = 20) -> str:
@@ -102,6 +151,41 @@ class MFuserCheckpointer(DetectionCheckpointer):
         atomic_write(path, write)
 
     # ------------------------------------------------------------------ loading
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """``resume`` and a checkpoint in ``save_dir``: load the newest intact one (see the module docstring);
+        otherwise load ``path`` (model weights only), as detectron2 does."""
+        if not (resume and self.save_dir and os.path.isdir(self.save_dir)):
+            return self.load(path, checkpointables=[])
+        candidates = []
+        if self.has_checkpoint():
+            candidates.append(self.get_checkpoint_file())
+        others = [f for f in os.listdir(self.save_dir) if f.endswith(".pth") and f.startswith("model_")]
+        for f in sorted(others, key=_checkpoint_order, reverse=True):
+            full = os.path.join(self.save_dir, f)
+            if full not in candidates:
+                candidates.append(full)
+        if not candidates:
+            return self.load(path, checkpointables=[])
+        skipped = []
+        for f in candidates:
+            if not os.path.isfile(f):
+                skipped.append(f"{f} (missing)")
+                logger.warning(f"--resume: {f} named by last_checkpoint does not exist; trying an older checkpoint")
+                continue
+            try:
+                loaded = self.load(f)
+            except CheckpointMismatchError:
+                raise
+            except (CheckpointError, OSError, EOFError, RuntimeError) as e:
+                self._parsed_url_during_load = None  # DetectionCheckpointer.load leaves it set when a load fails
+                skipped.append(f"{f} ({e})")
+                logger.warning(f"--resume: skipping unreadable checkpoint {f}: {e}")
+                continue
+            if skipped:
+                logger.warning(f"--resume: resumed from {f}, the newest intact checkpoint")
+            return loaded
+        raise CheckpointError(f"--resume: no checkpoint in {self.save_dir} can be read: " + "; ".join(skipped))
+
     def load(self, path: str, checkpointables: List[str] | None = None) -> Dict[str, Any]:
         """Load ``path`` (empty: nothing). Raises FileNotFoundError for a local path that does not exist."""
         if path and "://" not in path and not os.path.isfile(path.split("?")[0]):

@@ -9,8 +9,12 @@ lives here so that other tools and the tests import it instead of a script:
   loader / evaluator per target domain of ``dataloader.targets``;
 * :func:`do_test`, :func:`do_train`, :func:`build_model`: evaluation on every target (table + ``results.json``)
   and training with periodic checkpoints and evaluation;
+* :func:`setup_run`: logging to the console and ``log.txt`` (:mod:`mfuser.engine.log`), ``config.yaml``, seeds;
+* :func:`prepare_output_dir`: a training run never replaces another run's files (``--resume`` continues it,
+  ``--overwrite`` replaces it), and ``--eval-only`` writes into its own ``eval/<checkpoint>/`` folder;
+* :func:`load_config`: the config file with strict overrides (:mod:`mfuser.engine.overrides`);
 * :data:`CLEAR_ERRORS` and :func:`format_error`: which exceptions a command line prints as one
-  ``error: ...`` line (exit status 1) instead of a traceback.
+  ``error: ...`` line (exit status 1) instead of a traceback (``--debug`` or ``MFUSER_DEBUG=1`` shows it).
 
 Config keys read (LazyConfig):
 
@@ -32,34 +36,55 @@ Config keys read (LazyConfig):
 =========================  =============================================================================
 
 Outputs in ``train.output_dir``: log.txt, config.yaml, metrics.json, TensorBoard events, model_XXXXXXX.pth and
-model_final.pth (atomic writes; ``last_checkpoint`` names the newest complete one), results.json (evaluation).
+model_final.pth (atomic writes; ``last_checkpoint`` names the newest complete one), results.json (evaluation,
+rewritten as each target domain finishes; a failed domain is recorded with its error). ``--eval-only`` writes
+log.txt, config.yaml and results.json to ``<output_dir>/eval/<checkpoint name>/`` (``-2``, ``-3``, ... when that
+folder already exists).
 """
 from __future__ import annotations
 
 import copy
+import glob
+import json
 import logging
 import os
+import shutil
 import sys
 
 import torch
 from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks, launch
+from detectron2.engine import default_argument_parser as d2_default_argument_parser
+from detectron2.engine import default_writers, hooks, launch
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
-from hydra.errors import OverrideParseException
+from detectron2.utils.collect_env import collect_env_info
+from detectron2.utils.env import seed_all_rng
 from omegaconf import OmegaConf
 
 from mfuser.data.samplers import find_resumable_sampler
-from mfuser.evaluation import check_registered, evaluate_domains, format_results_table, write_results_json
+from mfuser.evaluation import (
+    average_over_domains,
+    check_registered,
+    evaluate_domains,
+    format_results_table,
+    write_results_json,
+)
+from mfuser.utils import cli
+from mfuser.utils.io import atomic_write
 
-from .checkpoint import CheckpointError, MFuserCheckpointer
+from .checkpoint import CheckpointError, MFuserCheckpointer, RNGState
+from .log import setup_run_logging
 from .optimizer import count_trainable
-from .train_loop import MFuserAMPTrainer, MFuserTrainer, NonFiniteLossError
+from .overrides import OverrideError, apply_overrides
+from .precision import announce_precision, precision_from_config
+from .train_loop import NonFiniteLossError, build_trainer
 
 __all__ = [
     "CLEAR_ERRORS",
     "ConfigError",
+    "EvaluationError",
+    "OverrideError",
     "UsageError",
     "build_model",
     "build_target_evaluator",
@@ -71,8 +96,11 @@ __all__ = [
     "do_train",
     "format_error",
     "launch_train_net",
+    "load_config",
+    "prepare_output_dir",
     "resolve_test_resize",
     "run_train_net",
+    "setup_run",
     "target_names",
     "train_dataset_names",
 ]
@@ -84,14 +112,31 @@ class ConfigError(ValueError):
     """A config value that cannot work (named in the message)."""
 
 
-# Exceptions a command line reports as one "error: ..." line (exit status 1): bad input the user can fix.
-CLEAR_ERRORS = (KeyError, FileNotFoundError, ConfigError, CheckpointError, NonFiniteLossError)
+class UsageError(ConfigError, cli.UsageError):
+    """The command line itself is wrong (no or a missing ``--config-file``): exit status 2."""
+
+
+class EvaluationError(RuntimeError):
+    """One or more target domains failed to evaluate (the others' results are in results.json)."""
+
+
+# Exceptions a command line reports as one "error: ..." line without their type: bad input the user can fix
+# (missing / corrupt files and folders, a full disk, bad config values and overrides, bad checkpoints). Any other
+# exception is reported on one line too, with its type and a hint to --debug (mfuser.utils.cli.describe_error).
+CLEAR_ERRORS = (KeyError, OSError, EOFError, ValueError, CheckpointError, NonFiniteLossError, EvaluationError)
 
 
 def format_error(e: BaseException) -> str:
-    """``error: <message>`` for an exception of :data:`CLEAR_ERRORS` (KeyError without its quotes)."""
-    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-    return f"error: {msg}"
+    """The one ``error: ...`` line for ``e`` (:func:`mfuser.utils.cli.describe_error`)."""
+    return cli.describe_error(e, expected=isinstance(e, CLEAR_ERRORS))
+
+
+def default_argument_parser(epilog=None):
+    """detectron2's ``default_argument_parser`` plus ``--overwrite`` and ``--debug``."""
+    parser = d2_default_argument_parser(epilog=epilog)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train into an output folder that holds another run, replacing that run's files")
+    return cli.add_debug_argument(parser)
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -139,7 +184,67 @@ def check_model_files(cfg) -> None:
         )
 
 
-def check_config(cfg, *, eval_only: bool) -> None:
+# files of a training run in train.output_dir (what --overwrite removes)
+RUN_FILES = ("model_*.pth", "last_checkpoint", "metrics.json", "results.json", "config.yaml", "log.txt",
+             "log.txt.rank*", "events.out.tfevents.*", "inference")
+
+
+def _run_checkpoints(output_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(output_dir, "model_*.pth"))) + \
+        [p for p in [os.path.join(output_dir, "last_checkpoint")] if os.path.exists(p)]
+
+
+def check_output_dir(cfg, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse to train into a folder holding another run's checkpoints unless ``resume`` or ``overwrite``.
+
+    Raises:
+        ConfigError: naming the folder, its checkpoints, and the options.
+    """
+    out = cfg.train.get("output_dir", None)
+    if not out or resume or overwrite or not os.path.isdir(out):
+        return
+    found = _run_checkpoints(out)
+    if found:
+        names = ", ".join(os.path.basename(p) for p in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise ConfigError(f"train.output_dir={out!r} already holds a training run ({names}); pass --resume to "
+                          "continue it, --overwrite to replace it, or set another train.output_dir")
+
+
+def prepare_output_dir(cfg, *, eval_only: bool = False, resume: bool = False, overwrite: bool = False) -> str:
+    """Make ``train.output_dir`` ready for this run and return it (main process; call once, before logging).
+
+    * training with ``overwrite``: the earlier run's files (:data:`RUN_FILES`) are removed; other files (for
+      example ``eval/`` folders) stay;
+    * ``eval_only``: ``train.output_dir`` becomes ``<output_dir>/eval/<checkpoint name>`` (``-2``, ``-3``, ... if it
+      exists), created here, so an evaluation never replaces a training run's or an earlier evaluation's files.
+    """
+    out = cfg.train.output_dir
+    if eval_only:
+        init = str(cfg.train.get("init_checkpoint", "") or "checkpoint")
+        stem = os.path.splitext(os.path.basename(init.split("?")[0].rstrip("/")))[0] or "checkpoint"
+        base = os.path.join(out, "eval", stem)
+        for n in range(1, 10000):
+            candidate = base if n == 1 else f"{base}-{n}"
+            try:
+                os.makedirs(candidate)
+            except FileExistsError:
+                continue
+            cfg.train.output_dir = candidate
+            return candidate
+        raise ConfigError(f"too many evaluation folders under {os.path.dirname(base)!r}")
+    if overwrite and os.path.isdir(out):
+        removed = []
+        for pattern in RUN_FILES:
+            for path in glob.glob(os.path.join(out, pattern)):
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                removed.append(os.path.basename(path))
+        if removed:
+            logger.warning(f"--overwrite: removed the earlier run's files from {out}: {', '.join(sorted(removed))}")
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def check_config(cfg, *, eval_only: bool, resume: bool = False, overwrite: bool = False) -> None:
     """Fail early, before any model is built or process spawned, on the bad inputs we can see.
 
     Raises:
@@ -158,9 +263,9 @@ def check_config(cfg, *, eval_only: bool) -> None:
         raise ConfigError("--eval-only needs train.init_checkpoint=PATH (a trained checkpoint)")
     if init and "://" not in init and not os.path.isfile(init):
         raise FileNotFoundError(f"train.init_checkpoint: file not found: {init!r}")
-    amp = cfg.train.get("amp", {})
-    if amp.get("enabled", False) and amp.get("precision", "bf16") in ("fp16", "float16") and device == "cpu":
-        raise ConfigError("train.amp.precision=fp16 needs CUDA; use train.amp.precision=bf16 on CPU")
+    precision_from_config(cfg)  # train.precision / train.amp: a bad value, fp16 on a CPU or a contradiction
+    if not eval_only:
+        check_output_dir(cfg, resume=resume, overwrite=overwrite)
 
 
 def _device(cfg) -> torch.device:
@@ -206,8 +311,20 @@ def build_target_evaluator(cfg, name: str):
     return instantiate(evaluator)
 
 
+def _write_results(cfg, results: dict, tag: str, precision=None) -> None:
+    out = cfg.train.output_dir
+    extra = {"precision": precision.as_dict()} if precision is not None else None
+    write_results_json(results, os.path.join(out, "results.json"), extra=extra)
+    if tag:
+        write_results_json(results, os.path.join(out, "inference", f"results{tag}.json"), extra=extra)
+
+
 def do_test(cfg, model, *, tag: str = "", max_images: int | None = None) -> dict:
     """Evaluate ``model`` on every ``dataloader.targets``; print the table, write results.json.
+
+    ``results.json`` is rewritten after each target domain, so the finished domains' results survive a later
+    failure. A domain that fails (missing or bad files, ...) is recorded as ``{"error": "<message>"}``, the
+    remaining domains are still evaluated, and :class:`EvaluationError` is raised at the end.
 
     Args:
         tag: suffix of the extra copy ``inference/results<tag>.json`` (periodic evaluations during training).
@@ -219,17 +336,35 @@ def do_test(cfg, model, *, tag: str = "", max_images: int | None = None) -> dict
     if not names:
         logger.warning("dataloader.targets is empty: nothing to evaluate")
         return {}
-    loaders = {n: build_target_loader(cfg, n, max_images) for n in names}
-    evaluators = {n: build_target_evaluator(cfg, n) for n in names}
-    results = evaluate_domains(model, loaders, evaluators)
-    if comm.is_main_process() and results:
+    results, failed = {}, {}
+    main = comm.is_main_process()
+    precision = precision_from_config(cfg)  # autocast of the forward passes (mfuser/engine/precision.py)
+    announce_precision(precision)
+    for name in names:
+        try:
+            loader = build_target_loader(cfg, name, max_images)
+            evaluator = build_target_evaluator(cfg, name)
+            with precision.autocast():
+                results.update(evaluate_domains(model, {name: loader}, {name: evaluator}))
+            results.pop("average", None)
+        except Exception as e:  # noqa: BLE001  (recorded, the other domains still run, raised at the end)
+            if comm.get_world_size() > 1:
+                raise  # the other ranks would wait for this one in the evaluator's gather
+            failed[name] = format_error(e)[len("error: "):]
+            results[name] = {"error": failed[name]}
+            logger.error(f"Evaluation of {name} failed: {failed[name]}", exc_info=True)
+        if main:
+            _write_results(cfg, {**results, "average": average_over_domains(results)}, tag, precision)
+    results["average"] = average_over_domains(results)
+    if main:
         table = format_results_table(results, per_class=bool(cfg.train.get("per_class_table", False)))
         logger.info(f"Evaluation results{tag}:\n{table}")
         print(table, flush=True)
-        out = cfg.train.output_dir
-        write_results_json(results, os.path.join(out, "results.json"))
-        if tag:
-            write_results_json(results, os.path.join(out, "inference", f"results{tag}.json"))
+        logger.info(f"Results written to {os.path.join(cfg.train.output_dir, 'results.json')}")
+    if failed:
+        raise EvaluationError(f"{len(failed)} of {len(names)} target domain(s) failed: "
+                              + "; ".join(f"{n}: {m}" for n, m in failed.items())
+                              + f" (the others are in {os.path.join(cfg.train.output_dir, 'results.json')})")
     return {n: {"mIoU": r["mIoU"], "mACC": r["mACC"]} for n, r in results.items()}
 
 
@@ -257,37 +392,78 @@ def per_rank_batch_size(cfg) -> int:
     return int(train.total_batch_size) // comm.get_world_size()
 
 
+class _PreservedRNG:
+    """Restore the global torch / numpy / Python generators on exit: an evaluation during training must not change
+    the randomness of the following training steps (else a resumed run, which skips that evaluation, would differ
+    from an uninterrupted one)."""
+
+    def __enter__(self):
+        self.state = RNGState().state_dict()
+
+    def __exit__(self, *exc):
+        RNGState().load_state_dict(self.state)
+        return False
+
+
 def _periodic_test(cfg, model, trainer) -> dict:
     """The EvalHook's evaluation: on ``train.eval_subset`` images per target during training, on all at the end."""
     final = trainer.iter + 1 >= cfg.train.max_iter
     subset = None if final else cfg.train.get("eval_subset", None)
-    return do_test(cfg, model, tag=f"_{trainer.iter:07d}", max_images=subset)
+    with _PreservedRNG():
+        return do_test(cfg, model, tag=f"_{trainer.iter:07d}", max_images=subset)
+
+
+def truncate_metrics(path: str, start_iter: int) -> int:
+    """Drop the lines of ``metrics.json`` (one JSON object per line) with ``iteration >= start_iter``: the part of
+    an interrupted run that a resumed run repeats. Atomic; returns the number of lines dropped."""
+    if not os.path.isfile(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            it = json.loads(line).get("iteration", -1)
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a line cut by the kill: dropped
+        if it < start_iter:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if len(kept) != len(lines):
+        def write(tmp):
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(kept)
+
+        atomic_write(path, write)
+    return len(lines) - len(kept)
 
 
 def do_train(cfg, *, resume: bool = False):
-    """Train as configured (``--resume``: continue from ``last_checkpoint``); returns the trainer (its ``.model``
-    may be DDP-wrapped)."""
+    """Train as configured (``--resume``: continue from the newest intact checkpoint); returns the trainer (its
+    ``.model`` may be DDP-wrapped).
+
+    Exact resume (CPU, same worker count): the checkpoint holds the model, optimizer, scheduler, iteration and the
+    global random generators (:class:`~mfuser.engine.checkpoint.RNGState`); the sample stream continues where it
+    stopped (:class:`~mfuser.data.samplers.ResumableSampler`) with each sample's augmentation a function of the seed
+    and its stream position; evaluations leave the generators as they found them; ``metrics.json`` loses the
+    iterations the resumed run repeats. A resumed run then ends with the same weights as an uninterrupted one.
+    """
     model = build_model(cfg)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
     model = _ddp(model, cfg)
 
-    amp = cfg.train.get("amp", {})
-    if amp.get("enabled", False):
-        trainer = MFuserAMPTrainer(model, train_loader, optimizer, precision=amp.get("precision", "bf16"),
-                                   device_type=_device(cfg).type)
-    else:
-        trainer = MFuserTrainer(model, train_loader, optimizer)
-    checkpointer = MFuserCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    precision = precision_from_config(cfg)  # train.precision / train.amp (mfuser/engine/precision.py)
+    announce_precision(precision)
+    trainer = build_trainer(model, train_loader, optimizer, precision=precision.name,
+                            device_type=precision.device_type)
+    checkpointer = MFuserCheckpointer(model, cfg.train.output_dir, trainer=trainer, rng=RNGState())
     ckpt_cfg = cfg.train.checkpointer
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
         hooks.PeriodicCheckpointer(checkpointer, **ckpt_cfg) if comm.is_main_process() else None,
         hooks.EvalHook(cfg.train.eval_period, lambda: _periodic_test(cfg, model, trainer)),
-        hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
-        if comm.is_main_process() else None,
     ])
 
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
@@ -299,74 +475,122 @@ def do_train(cfg, *, resume: bool = False):
             logger.info(f"Resuming the sample stream at index {sampler.skip} (iteration {start_iter})")
     elif start_iter:
         logger.warning("The train loader has no ResumableSampler: the resumed run restarts the sample stream")
+    if comm.is_main_process():
+        dropped = truncate_metrics(os.path.join(cfg.train.output_dir, "metrics.json"), start_iter)
+        if dropped:
+            logger.info(f"metrics.json: dropped {dropped} line(s) of iterations >= {start_iter} (repeated now)")
+        # the writers open metrics.json for appending: registered after the truncation, and last (detectron2)
+        trainer.register_hooks([hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                                                     period=cfg.train.log_period)])
     trainer.train(start_iter, cfg.train.max_iter)
     return trainer
 
 
-class UsageError(ConfigError):
-    """The command line itself is wrong (no or a missing ``--config-file``): exit status 2."""
-
-
 def load_config(args):
-    """``args.config_file`` with ``args.opts`` applied.
+    """``args.config_file`` with ``args.opts`` applied strictly (:func:`mfuser.engine.overrides.apply_overrides`).
 
     Raises:
         UsageError: no ``--config-file``, or no such file.
-        ConfigError: an override that names no config key or does not parse (``KEY=VALUE`` expected).
+        OverrideError: an override that names no config key (the closest keys are listed), does not parse, or has
+            a value of the wrong type.
     """
     if not args.config_file:
         raise UsageError("--config-file is required")
     if not os.path.isfile(args.config_file):
         raise UsageError(f"--config-file: no such file: {args.config_file!r}")
-    cfg = LazyConfig.load(args.config_file)
-    try:
-        return LazyConfig.apply_overrides(cfg, args.opts)
-    except (KeyError, OverrideParseException) as e:  # unknown key / not KEY=VALUE: name the override
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e).strip().splitlines()[0]
-        raise ConfigError(f"config override not applied ({msg}); overrides are KEY=VALUE with an existing key, "
-                          f"got {list(args.opts)}") from None
+    return apply_overrides(LazyConfig.load(args.config_file), list(args.opts))
+
+
+def setup_run(cfg, args) -> None:
+    """detectron2's ``default_setup`` for this project (see :mod:`mfuser.engine.log` for why not it): logging of the
+    project's, detectron2's and fvcore's loggers to the console and ``<output_dir>/log.txt``, the environment and
+    command line in the log, ``config.yaml`` (atomic) and the seeds (``train.seed + rank``; negative: random)."""
+    out = cfg.train.output_dir
+    rank = comm.get_rank()
+    debug = bool(getattr(args, "debug", False)) or cli.debug_requested([])
+    setup_run_logging(out, rank, debug=debug)
+    logger.info(f"Rank of current process: {rank}. World size: {comm.get_world_size()}")
+    # collect_env_info imports torch.utils.cpp_extension, which warns on stderr when CUDA is absent
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    logger.info("Environment info:\n" + collect_env_info())
+    logger.info(f"Command line arguments: {args}")
+    if comm.is_main_process() and out:
+        path = os.path.join(out, "config.yaml")
+        atomic_write(path, lambda tmp: LazyConfig.save(cfg, tmp))
+        logger.info(f"Full config saved to {path}")
+    seed = int(cfg.train.get("seed", -1))
+    seed_all_rng(None if seed < 0 else seed + rank)
+
+
+def _prepare_once(cfg, args) -> None:
+    """:func:`prepare_output_dir` in the first process that sees ``args``; later processes get its result through
+    ``args.opts``."""
+    if getattr(args, "output_prepared", False):
+        return
+    out = prepare_output_dir(cfg, eval_only=args.eval_only, resume=getattr(args, "resume", False),
+                             overwrite=getattr(args, "overwrite", False))
+    args.opts = [*args.opts, f"train.output_dir={out}"]
+    args.output_prepared = True
 
 
 def run_train_net(args):
     """What ``tools/lazyconfig_train_net.py`` runs in every process: set up, check, then evaluate or train.
 
     Args:
-        args: detectron2's ``default_argument_parser()`` namespace (config_file, opts, eval_only, resume, ...).
+        args: :func:`default_argument_parser`'s namespace (config_file, opts, eval_only, resume, overwrite, ...).
 
     Returns:
         the evaluation results (``--eval-only``) or the trainer.
     """
     cfg = load_config(args)
-    default_setup(cfg, args)
-    check_config(cfg, eval_only=args.eval_only)
+    resume, overwrite = bool(getattr(args, "resume", False)), bool(getattr(args, "overwrite", False))
+    check_config(cfg, eval_only=args.eval_only, resume=resume, overwrite=overwrite)
+    _prepare_once(cfg, args)
+    setup_run(cfg, args)
     if args.eval_only:
         model = _ddp(build_model(cfg), cfg)
         MFuserCheckpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
-    return do_train(cfg, resume=args.resume)
+    return do_train(cfg, resume=resume)
 
 
 def launch_train_net(args) -> int:
     """Check the config in this process, then :func:`run_train_net` in ``args.num_gpus`` processes.
 
-    Bad input (:data:`CLEAR_ERRORS`, here or in a worker) is printed as one ``error: ...`` line on stderr.
+    Every failure, here or in a worker, is printed as one ``error: ...`` line on stderr (:func:`format_error`);
+    ``--debug`` or ``MFUSER_DEBUG=1`` lets the exception propagate with its traceback.
 
     Returns:
         the exit status: 0; 2 for a usage error (no or a missing ``--config-file``); 1 after any other error.
     """
+    if "--debug" in args.opts:  # after the overrides: argparse leaves it among them (REMAINDER)
+        args.opts = [o for o in args.opts if o != "--debug"]
+        args.debug = True
+    debug = bool(getattr(args, "debug", False)) or cli.debug_requested([])
     try:
         # validate in the parent before spawning workers: errors then appear once, without tracebacks
         cfg = load_config(args)
-        check_config(cfg, eval_only=args.eval_only)
+        check_config(cfg, eval_only=args.eval_only, resume=bool(getattr(args, "resume", False)),
+                     overwrite=bool(getattr(args, "overwrite", False)))
+        _prepare_once(cfg, args)
         if str(cfg.train.get("device", "cuda")) == "cpu" and args.num_gpus > 1:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""  # detectron2's launch picks gloo when no GPU is visible
         launch(run_train_net, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                dist_url=args.dist_url, args=(args,))
-    except CLEAR_ERRORS as e:
-        print(format_error(e), file=sys.stderr)
-        return 2 if isinstance(e, UsageError) else 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
     except torch.multiprocessing.ProcessRaisedException as e:  # a worker failed: show its last line
+        if debug:
+            raise
         last = [line for line in str(e).strip().splitlines() if line.strip()][-1]
-        print(f"error (in a worker process): {last}", file=sys.stderr)
+        print(f"error (in a worker process): {last}", file=sys.stderr, flush=True)
         return 1
+    except Exception as e:  # noqa: BLE001  (one line per failure; --debug for the traceback)
+        if debug:
+            raise
+        print(format_error(e), file=sys.stderr, flush=True)
+        return 2 if isinstance(e, cli.UsageError) else 1
     return 0

@@ -1,7 +1,9 @@
 """Trainers: detectron2's ``SimpleTrainer`` plus a NaN-loss guard, and a device-agnostic AMP trainer.
 
 Why not detectron2's ``AMPTrainer``: it asserts CUDA and uses ``torch.cuda.amp`` only, while MFuser
-must train on CPU too (bf16 autocast works there). Why a guard of our own: detectron2 checks the loss
+must train on CPU too (bf16 autocast works there, and is what ``train.precision=auto`` picks on a CPU with
+native bf16: :mod:`mfuser.engine.precision`; :func:`build_trainer` makes the trainer a precision asks for).
+Why a guard of our own: detectron2 checks the loss
 only on rank 0 after gathering, so with DDP the other ranks hang in the next collective; here every rank
 checks its own loss terms before ``optimizer.step()`` and the ranks agree through one ``all_reduce``.
 """
@@ -16,7 +18,8 @@ from detectron2.engine import SimpleTrainer
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
-__all__ = ["NonFiniteLossError", "check_losses_finite", "MFuserTrainer", "MFuserAMPTrainer", "PRECISIONS"]
+__all__ = ["NonFiniteLossError", "check_losses_finite", "MFuserTrainer", "MFuserAMPTrainer", "PRECISIONS",
+           "build_trainer"]
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -68,6 +71,10 @@ class MFuserAMPTrainer(MFuserTrainer):
         precision (str): "bf16" or "fp16". fp16 uses a ``torch.amp.GradScaler`` (CUDA only);
             bf16 needs no scaler.
         device_type (str): "cuda" or "cpu" (autocast device type).
+
+    Only the forward (model and losses) runs under autocast; the model keeps its losses in float32 inside
+    (``mfuser/modeling/heads/criterion.py``), the backward follows the forward's dtypes, and parameters, gradients
+    and the optimizer state stay float32.
     """
 
     def __init__(self, model, data_loader, optimizer, *, precision: str = "bf16", device_type: str = "cuda", **kw):
@@ -107,7 +114,17 @@ class MFuserAMPTrainer(MFuserTrainer):
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
-        if "grad_scaler" in state_dict and self.grad_scaler.is_enabled():
+        if not self.grad_scaler.is_enabled():  # bf16: no scaler state to restore (a saved one came from fp16)
+            return
+        if "grad_scaler" in state_dict:
             self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
-        elif "grad_scaler" not in state_dict:
+        else:
             logging.getLogger(__name__).warning("checkpoint has no grad_scaler state; starting a fresh scaler")
+
+
+def build_trainer(model, data_loader, optimizer, *, precision: str = "fp32", device_type: str = "cpu"):
+    """The trainer for a compute precision: :class:`MFuserTrainer` for "fp32", :class:`MFuserAMPTrainer` (autocast
+    on ``device_type``) for "bf16" / "fp16" (e.g. ``precision_from_config(cfg).name``)."""
+    if precision == "fp32":
+        return MFuserTrainer(model, data_loader, optimizer)
+    return MFuserAMPTrainer(model, data_loader, optimizer, precision=precision, device_type=device_type)

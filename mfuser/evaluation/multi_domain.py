@@ -10,6 +10,8 @@ Results format (``evaluate_domains`` return value and ``results.json``)::
 
 All numbers are percentages in [0, 100]; per-class values are ``NaN`` (``null`` in JSON) for classes
 absent from a domain's ground truth and predictions, which detectron2 excludes from the means.
+``results.json`` written by a run also holds ``"precision": {"name", "requested", "device", "reason"}``, the
+compute precision of the predictions (``write_results_json(..., extra=...)``).
 """
 import logging
 import math
@@ -17,7 +19,7 @@ from collections import OrderedDict
 from typing import Dict, Iterable, Mapping
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.evaluation import SemSegEvaluator, inference_on_dataset
+from detectron2.evaluation import DatasetEvaluator, SemSegEvaluator, inference_on_dataset
 from detectron2.utils import comm
 from tabulate import tabulate
 
@@ -25,6 +27,7 @@ from mfuser.utils.io import atomic_write_json
 
 __all__ = [
     "check_registered",
+    "CheckedSemSegEvaluator",
     "build_sem_seg_evaluator",
     "summarize_sem_seg",
     "evaluate_domains",
@@ -37,31 +40,60 @@ logger = logging.getLogger(__name__)
 
 
 def check_registered(names: Iterable[str], what: str = "dataset") -> None:
-    """Raise ``KeyError`` naming every unregistered name and listing the registered ones."""
+    """Raise ``KeyError`` naming every unregistered name with the close names among the project's datasets (not
+    detectron2's whole catalogue), or :class:`mfuser.data.CatalogueError` (a ``KeyError``) naming the entry file of
+    a catalogued domain that is bad or whose folders are gone."""
+    from mfuser.data.catalogue import check_catalogued, unknown_dataset_message
+
+    names = list(names)
+    check_catalogued(names)
     registered = DatasetCatalog.list()
     missing = [n for n in names if n not in registered]
     if missing:
-        raise KeyError(
-            f"{what} {missing} not registered. Registered datasets: {sorted(registered)}. "
-            "Register a new domain with mfuser.data.register_target_domain(...) in an imported module or config."
-        )
+        raise KeyError(unknown_dataset_message(missing, what))
 
 
-def _sem_seg_loading_fn(dataset_name: str):
-    """numpy-2-safe label loader from the dataset metadata ``label_format`` (default ``"trainid"``).
+class CheckedSemSegEvaluator(SemSegEvaluator):
+    """detectron2's ``SemSegEvaluator`` that checks every label against its image before scoring it.
 
-    detectron2's default loader calls ``np.array(..., copy=False)``, which numpy 2 refuses; mfuser's
-    ``read_label`` also validates the values and decodes palette / id-coded labels.
+    Labels are read with :func:`mfuser.data.labels.read_label` in the metadata's ``label_format`` (default
+    ``"trainid"``; detectron2's own loader calls ``np.array(..., copy=False)``, which numpy 2 refuses, and checks
+    nothing). A label must have exactly the height and width of the image the prediction is made for
+    (``input["height"]``, ``input["width"]``; the same pixel count is not enough) and only the values of its
+    format; otherwise :class:`mfuser.data.labels.LabelError` (a ``ValueError``) names the label and the image.
     """
-    from mfuser.data.labels import make_sem_seg_loading_fn
 
-    meta = MetadataCatalog.get(dataset_name)
-    return make_sem_seg_loading_fn(meta.get("label_format", "trainid"), num_classes=len(meta.stuff_classes))
+    def __init__(self, dataset_name: str, *, distributed: bool = True, output_dir: str | None = None):
+        from mfuser.data.labels import check_label_format
+
+        self._label_format = check_label_format(MetadataCatalog.get(dataset_name).get("label_format", "trainid"))
+        self._label_images = {}  # label file -> (image file, (H, W)) of the inputs of the current process() call
+        super().__init__(dataset_name, distributed=distributed, output_dir=output_dir,
+                         sem_seg_loading_fn=self._load_label)
+
+    def process(self, inputs, outputs):
+        self._label_images = {}
+        for inp, out in zip(inputs, outputs):
+            pred_hw = tuple(out["sem_seg"].shape[-2:])
+            hw = (inp["height"], inp["width"]) if "height" in inp and "width" in inp else pred_hw
+            if pred_hw != tuple(hw):
+                raise RuntimeError(f"The model's prediction for {inp['file_name']} is {pred_hw[1]}x{pred_hw[0]}, "
+                                   f"expected the image's size {hw[1]}x{hw[0]} (width x height)")
+            self._label_images[self.input_file_to_gt_file[inp["file_name"]]] = (inp["file_name"], hw)
+        super().process(inputs, outputs)
+
+    def _load_label(self, path: str, dtype=None):
+        from mfuser.data.labels import read_label
+
+        image_file, image_size = self._label_images.get(path, (None, None))
+        label = read_label(path, self._label_format, self._num_classes, image_file=image_file, image_size=image_size)
+        return label if dtype is None else label.astype(dtype)
 
 
 def build_sem_seg_evaluator(dataset_name: str, *, distributed: bool = True,
                             output_dir: str | None = None) -> SemSegEvaluator:
-    """A detectron2 ``SemSegEvaluator`` for ``dataset_name`` with mfuser's label loader.
+    """A :class:`CheckedSemSegEvaluator` (detectron2's ``SemSegEvaluator`` checking each label against its image)
+    for ``dataset_name``.
 
     Args:
         dataset_name: a registered dataset whose metadata has ``stuff_classes`` and ``ignore_label``.
@@ -70,8 +102,7 @@ def build_sem_seg_evaluator(dataset_name: str, *, distributed: bool = True,
             prediction: large for big sets) and ``sem_seg_evaluation.pth`` there.
     """
     check_registered([dataset_name])
-    return SemSegEvaluator(dataset_name, distributed=distributed, output_dir=output_dir,
-                           sem_seg_loading_fn=_sem_seg_loading_fn(dataset_name))
+    return CheckedSemSegEvaluator(dataset_name, distributed=distributed, output_dir=output_dir)
 
 
 def summarize_sem_seg(res: Mapping, class_names: Iterable[str]) -> Dict:
@@ -84,8 +115,9 @@ def summarize_sem_seg(res: Mapping, class_names: Iterable[str]) -> Dict:
 
 
 def average_over_domains(results: Mapping[str, Mapping]) -> Dict:
-    """Unweighted mean of mIoU and mACC over the domains (the papers' "Avg" column)."""
-    names = [n for n in results if n != "average"]
+    """Unweighted mean of mIoU and mACC over the domains (the papers' "Avg" column); domains recorded as failed
+    (``{"error": ...}``) are left out."""
+    names = [n for n in results if n != "average" and "error" not in results[n]]
     avg = OrderedDict()
     for key in ("mIoU", "mACC"):
         vals = [results[n][key] for n in names if key in results[n] and math.isfinite(results[n][key])]
@@ -94,8 +126,26 @@ def average_over_domains(results: Mapping[str, Mapping]) -> Dict:
     return avg
 
 
+class _Float32Scores(DatasetEvaluator):
+    """Hands ``evaluator`` float32 class scores: under bf16 autocast a model may return bf16 ``sem_seg``, whose
+    argmax the evaluators should not take (MFuser itself forms its scores in float32)."""
+
+    def __init__(self, evaluator):
+        self.evaluator = evaluator
+
+    def reset(self):
+        self.evaluator.reset()
+
+    def process(self, inputs, outputs):
+        outputs = [{**o, "sem_seg": o["sem_seg"].float()} if "sem_seg" in o else o for o in outputs]
+        self.evaluator.process(inputs, outputs)
+
+    def evaluate(self):
+        return self.evaluator.evaluate()
+
+
 def evaluate_domains(model, loaders: Mapping[str, Iterable], evaluators: Mapping) -> "OrderedDict[str, Dict]":
-    """Run ``inference_on_dataset`` per domain and summarise.
+    """Run ``inference_on_dataset`` per domain and summarise (the evaluators see float32 scores).
 
     Args:
         model: callable on ``list[dict]`` returning ``[{"sem_seg": Tensor[K, H, W]}]`` at original size.
@@ -108,7 +158,7 @@ def evaluate_domains(model, loaders: Mapping[str, Iterable], evaluators: Mapping
     results = OrderedDict()
     for name, loader in loaders.items():
         logger.info(f"Evaluating domain {name} ...")
-        res = inference_on_dataset(model, loader, evaluators[name])
+        res = inference_on_dataset(model, loader, _Float32Scores(evaluators[name]))
         if comm.is_main_process():
             summary = summarize_sem_seg(res, MetadataCatalog.get(name).stuff_classes)
             try:
@@ -129,13 +179,15 @@ def format_results_table(results: Mapping[str, Mapping], per_class: bool = False
     """A text table: one row per domain (mIoU, mACC) plus the average; with ``per_class`` also a
     class x domain IoU table."""
     domains = [n for n in results if n != "average"]
-    rows = [[n, _fmt(results[n].get("mIoU")), _fmt(results[n].get("mACC"))] for n in domains]
+    rows = [[n, _fmt(results[n].get("mIoU")), _fmt(results[n].get("mACC"))] if "error" not in results[n]
+            else [n, "failed", "failed"] for n in domains]
     if "average" in results:
         rows.append(["average", _fmt(results["average"]["mIoU"]), _fmt(results["average"]["mACC"])])
     text = tabulate(rows, headers=["domain", "mIoU", "mAcc"], tablefmt="pipe")
-    if per_class and domains:
-        classes = list(results[domains[0]]["IoU"].keys())
-        crow = [[c] + [_fmt(results[n]["IoU"].get(c)) for n in domains] for c in classes]
+    scored = [n for n in domains if "IoU" in results[n]]
+    if per_class and scored:
+        classes = list(results[scored[0]]["IoU"].keys())
+        crow = [[c] + [_fmt(results[n].get("IoU", {}).get(c)) for n in domains] for c in classes]
         text += "\n\nper-class IoU\n" + tabulate(crow, headers=["class"] + domains, tablefmt="pipe")
     return text
 
@@ -150,6 +202,12 @@ def _json_safe(obj):
     return obj
 
 
-def write_results_json(results: Mapping, path: str) -> str:
-    """Write ``results`` to ``path`` (NaN -> null), atomically; returns the path."""
-    return atomic_write_json(path, _json_safe(results), indent=2)
+def write_results_json(results: Mapping, path: str, *, extra: Mapping | None = None) -> str:
+    """Write ``results`` to ``path`` (NaN -> null), atomically; returns the path.
+
+    Args:
+        extra: entries about the run added at the top level after the results, e.g. ``{"precision": {"name":
+            "bf16", "requested": "auto", "device": "cpu", "reason": ...}}`` (:mod:`mfuser.engine.precision`); not
+            domains: readers take the domains from ``results["average"]["domains"]``.
+    """
+    return atomic_write_json(path, _json_safe({**results, **(extra or {})}), indent=2)

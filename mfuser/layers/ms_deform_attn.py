@@ -1,9 +1,15 @@
-"""Multi-scale deformable attention (Deformable DETR, Zhu et al. 2021) in pure PyTorch.
+"""Multi-scale deformable attention (Deformable DETR, Zhu et al. 2021) in PyTorch, with a fused CPU kernel for
+inference.
 
 Why our own: the reference implementations (Deformable-DETR / Mask2Former ``ops``, mmcv) need a
 compiled CUDA op; Mask2Former's ``ms_deform_attn_func.py`` even fails at import without it. Here
-the sampling is done with ``F.grid_sample`` per level, which runs on CPU and CUDA, supports
-float64 (gradcheck) and autograd, at the cost of some speed and memory on large inputs.
+the sampling is done with ``F.grid_sample`` per level (:func:`ms_deform_attn_core_pytorch`), which runs on CPU
+and CUDA, supports float64 (gradcheck) and autograd, at the cost of some speed and memory on large inputs.
+:func:`ms_deform_attn_core` uses instead, when nothing needs a gradient and the inputs are on the CPU, mfuser's
+fused C++ kernel (``mfuser._C.ms_deform_attn_fwd_cpu``, ``mfuser/layers/csrc/ms_deform_attn``): per (batch,
+query, head) it reads the 4 neighbours of every point and accumulates the weighted sum in float32 registers,
+where the PyTorch path writes and re-reads a (B*M, D, P, Lq) temporary per level. Same result up to float32
+rounding; measured numbers in docs/benchmarks.md.
 
 Conventions (same as Deformable DETR):
 
@@ -12,6 +18,16 @@ Conventions (same as Deformable DETR):
 * Locations are normalised to [0, 1] with (x, y) order: pixel ``(i, j)`` of a level has its centre
   at ``((j + 0.5) / W_l, (i + 0.5) / H_l)``. Bilinear sampling, zero outside the map
   (``grid_sample(..., padding_mode="zeros", align_corners=False)``).
+
+Precision: the sampling and its weighted sum run in float32 on purpose, also under bf16 autocast (the
+projections around them follow autocast). Two reasons, both measured or computed on the CPU this project
+targets: ``grid_sample`` has no fast bf16 CPU kernel (one level of the full-size pixel decoder, 8 heads x 6804
+queries x 4 points: 21-32 ms in float32, 73-94 ms in bf16), and bf16 locations would be off by up to half a
+pixel (8 bits of mantissa: a step of 2^-8 near 1 of a [0, 1] coordinate is 0.25 px on a 64-pixel level, and
+grid_sample doubles it on its [-1, 1] grid). The reference points, offsets and attention weights are combined
+in float32. Only the value map may stay bf16: the fused kernel reads it as stored and converts in registers
+(the PyTorch path casts it to float32 first, about 0.1 ms per level); the sums are float32 and the output is
+returned in the value's dtype.
 """
 from __future__ import annotations
 
@@ -22,7 +38,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MSDeformAttn", "ms_deform_attn_core_pytorch"]
+from .amp import float32_region
+
+__all__ = ["MSDeformAttn", "ms_deform_attn_core", "ms_deform_attn_core_pytorch", "deform_kernel_available"]
+
+try:  # the optional compiled CPU kernel (same extension as the selective scan's)
+    from mfuser import _C as _ext
+
+    _HAS_KERNEL = hasattr(_ext, "ms_deform_attn_fwd_cpu")
+except ImportError:  # not built: the PyTorch path only
+    _ext = None
+    _HAS_KERNEL = False
+
+BACKENDS = ("auto", "kernel", "torch")
+
+
+def deform_kernel_available() -> bool:
+    """Whether mfuser's fused CPU sampling kernel (``mfuser._C.ms_deform_attn_fwd_cpu``) is importable."""
+    return _HAS_KERNEL
 
 
 def _level_sizes(value_spatial_shapes) -> list[tuple[int, int]]:
@@ -35,13 +68,53 @@ def _level_sizes(value_spatial_shapes) -> list[tuple[int, int]]:
     return [(int(h), int(w)) for h, w in value_spatial_shapes]
 
 
+def ms_deform_attn_core(value: torch.Tensor, value_spatial_shapes, sampling_locations: torch.Tensor,
+                        attention_weights: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    """:func:`ms_deform_attn_core_pytorch`, through the fused CPU kernel where it applies.
+
+    Args: as :func:`ms_deform_attn_core_pytorch`, and
+        backend: "auto" (the kernel for CPU float32 / bf16 values when it is built and no input requires a
+            gradient under grad mode, else PyTorch), "kernel" (ValueError where it does not apply) or "torch".
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"ms_deform_attn_core: backend must be one of {BACKENDS}, got {backend!r}")
+    tensors = (value, sampling_locations, attention_weights)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    kernel_ok = (_HAS_KERNEL and not needs_grad and all(t.device.type == "cpu" for t in tensors)
+                 and value.dtype in (torch.float32, torch.bfloat16)
+                 and all(t.dtype in (torch.float32, torch.bfloat16, torch.float16) for t in tensors[1:]))
+    if backend == "kernel" and not kernel_ok:
+        raise ValueError(f"ms_deform_attn_core: backend 'kernel' needs the built mfuser._C, CPU float32 / bf16 "
+                         f"inputs and no gradient (kernel built: {_HAS_KERNEL}, value {value.dtype} on "
+                         f"{value.device}, needs grad: {needs_grad})")
+    if backend == "torch" or not kernel_ok:
+        return ms_deform_attn_core_pytorch(value, value_spatial_shapes, sampling_locations, attention_weights)
+    sizes = _check_core_inputs(value, value_spatial_shapes, sampling_locations, attention_weights)
+    return _sample_and_sum_kernel(value, sizes, sampling_locations, attention_weights)
+
+
+def _sample_and_sum_kernel(value, sizes, sampling_locations, attention_weights):
+    B, S, M, D = value.shape
+    _, Lq, _, L, P, _ = sampling_locations.shape
+    value = value.contiguous()
+    shapes = torch.tensor(sizes, dtype=torch.int64)
+    starts = torch.tensor([sum(h * w for h, w in sizes[:i]) for i in range(L)], dtype=torch.int64)
+    loc = sampling_locations.float().contiguous()
+    attn = attention_weights.float().contiguous()
+    out = torch.empty(B, Lq, M, D, dtype=torch.float32)
+    _ext.ms_deform_attn_fwd_cpu(value.data_ptr(), shapes.data_ptr(), starts.data_ptr(), loc.data_ptr(),
+                                attn.data_ptr(), out.data_ptr(), B, S, M, D, Lq, L, P,
+                                int(value.dtype == torch.bfloat16), torch.get_num_threads())
+    return out.view(B, Lq, M * D).to(value.dtype)
+
+
 def ms_deform_attn_core_pytorch(
     value: torch.Tensor,
     value_spatial_shapes,
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """The sampling + weighted sum at the heart of multi-scale deformable attention.
+    """The sampling + weighted sum at the heart of multi-scale deformable attention (PyTorch, with autograd).
 
     Args:
         value: (B, S, M, D) with S = sum_l H_l * W_l, M heads, D channels per head.
@@ -50,8 +123,18 @@ def ms_deform_attn_core_pytorch(
         attention_weights: (B, Lq, M, L, P), normally softmax-normalised over (L, P).
 
     Returns:
-        (B, Lq, M * D).
+        (B, Lq, M * D) in ``value.dtype``; computed in float32 (see the module docstring).
     """
+    _check_core_inputs(value, value_spatial_shapes, sampling_locations, attention_weights)
+    out_dtype = value.dtype
+    with float32_region(value.device.type):
+        out = _sample_and_sum(_float(value), _level_sizes(value_spatial_shapes), _float(sampling_locations),
+                              _float(attention_weights))
+    return out.to(out_dtype)
+
+
+def _check_core_inputs(value, value_spatial_shapes, sampling_locations, attention_weights) -> list[tuple[int, int]]:
+    """Check the shapes of the core's inputs; returns the level sizes."""
     sizes = _level_sizes(value_spatial_shapes)
     B, S, M, D = value.shape
     _, Lq, M2, L, P, two = sampling_locations.shape
@@ -65,7 +148,17 @@ def ms_deform_attn_core_pytorch(
         )
     if sum(h * w for h, w in sizes) != S:
         raise ValueError(f"value has {S} tokens but spatial_shapes {sizes} sum to {sum(h * w for h, w in sizes)}")
+    return sizes
 
+
+def _float(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def _sample_and_sum(value, sizes, sampling_locations, attention_weights):
+    """:func:`ms_deform_attn_core_pytorch` without the checks and casts (float32 or float64 inputs)."""
+    B, S, M, D = value.shape
+    _, Lq, _, L, P, _ = sampling_locations.shape
     value_list = value.split([h * w for h, w in sizes], dim=1)
     grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
     # (B, Lq, M, L, P) -> (B*M, L, 1, P, Lq)
@@ -185,10 +278,13 @@ class MSDeformAttn(nn.Module):
         value = value.view(B, S, self.n_heads, self.d_model // self.n_heads)
 
         M, L, P = self.n_heads, self.n_levels, self.n_points
-        offsets = self.sampling_offsets(query).view(B, Lq, M, L, P, 2)
-        attn = self.attention_weights(query).view(B, Lq, M, L * P).softmax(-1).view(B, Lq, M, L, P)
+        # Under autocast the projections give bf16; the locations (a reference point in [0, 1] plus an offset of a
+        # few pixels) and the softmax over the L * P weights are formed in float32 (see the module docstring).
+        offsets = _float(self.sampling_offsets(query)).view(B, Lq, M, L, P, 2)
+        attn = _float(self.attention_weights(query)).view(B, Lq, M, L * P).softmax(-1).view(B, Lq, M, L, P)
         # offsets are in pixels of each level: normalise by (W_l, H_l)
-        normalizer = torch.tensor([[w, h] for h, w in sizes], dtype=query.dtype, device=query.device)
-        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-        out = ms_deform_attn_core_pytorch(value, sizes, locations, attn)
+        normalizer = torch.tensor([[w, h] for h, w in sizes], dtype=offsets.dtype, device=query.device)
+        offsets = offsets / normalizer[None, None, None, :, None, :]
+        locations = _float(reference_points)[:, :, None, :, None, :] + offsets
+        out = ms_deform_attn_core(value, sizes, locations, attn)
         return self.output_proj(out)

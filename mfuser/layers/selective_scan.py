@@ -13,7 +13,8 @@ Backends (:func:`select_backend` names the one used for a device):
 
 * ``"mamba"``: mamba_ssm's CUDA kernel, when ``mamba_ssm`` is importable and the inputs are CUDA tensors.
 * ``"kernel"``: mfuser's fused C++ CPU kernel (``mfuser._C``, built from ``mfuser/layers/csrc`` by
-  ``pip install --no-build-isolation -e .``), float32 on CPU, N <= 64. It keeps the state in vector
+  ``pip install --no-build-isolation -e .``), on CPU, N <= 64; float32, or bfloat16 inputs (see below). It keeps
+  the state in vector
   registers (one pass over L per (batch, channel)), with delta_bias, softplus and D fused, threads over
   batch x dim with OpenMP (``torch.get_num_threads()`` threads), and recomputes the states in the backward
   instead of storing ``(batch, dim, L, N)``. Besides its outputs (du, ddelta: (batch, dim, L); dA, dB, dC,
@@ -36,6 +37,13 @@ and the benchmark.
 Computation dtype: float32, or float64 when ``u`` is float64 (then the ``"torch"`` backend runs on CPU);
 the output is cast back to ``u.dtype`` and the last state is returned in the computation dtype, as in
 mamba_ssm. NaN / inf inputs propagate like in the sequential recurrence (nothing is clamped).
+
+bfloat16 (CPU autocast, see ``mfuser.engine.precision``): when ``u``, ``delta``, ``B`` and ``C`` are all bfloat16,
+the C++ kernel reads them as bfloat16 and writes the output as bfloat16, while ``dt``, the state, the decays and
+every sum stay float32 (as in mamba_ssm's CUDA kernel, "bf16 in, fp32 state"); A, D and delta_bias are used in
+float32. That saves converting the (batch, dim, L) inputs to float32 and the output back. The backward runs the
+float32 kernel on float32 copies of the saved bfloat16 inputs (the saved tensors stay bfloat16, half the memory)
+and returns gradients in the inputs' dtypes. Mixed input dtypes, and the other backends, compute in float32.
 """
 from __future__ import annotations
 
@@ -45,7 +53,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["selective_scan", "selective_scan_ref", "select_backend", "kernel_available", "BACKENDS"]
+__all__ = ["selective_scan", "selective_scan_ref", "select_backend", "kernel_available", "bf16_kernel_available",
+           "BACKENDS"]
 
 BACKENDS = ("auto", "mamba", "kernel", "torch")
 
@@ -56,6 +65,8 @@ try:  # the optional compiled CPU kernel
 except ImportError:  # not built (no compiler at install time): pure-PyTorch fallback
     _ext = None
     _HAS_KERNEL = False
+# an extension built before the bf16 forward existed has no such entry: bf16 inputs then go through float32
+_HAS_BF16_KERNEL = _HAS_KERNEL and hasattr(_ext, "selective_scan_fwd_cpu_bf16")
 
 _KERNEL_MAX_STATE = 64
 # Vector code path of the C++ kernel: None = best for this CPU; 0 portable, 1 AVX2+FMA, 2 AVX-512 (clipped to what
@@ -68,6 +79,11 @@ _TORCH_BLOCK_ELEMS = 1 << 23  # elements of (batch, channel block, L, N) process
 def kernel_available() -> bool:
     """Whether mfuser's compiled C++ CPU kernel (``mfuser._C``) is importable."""
     return _HAS_KERNEL
+
+
+def bf16_kernel_available() -> bool:
+    """Whether the compiled kernel has its bfloat16 forward (bf16 in / out, float32 state)."""
+    return _HAS_BF16_KERNEL
 
 
 @functools.lru_cache(maxsize=1)
@@ -89,7 +105,8 @@ def select_backend(device: str | torch.device) -> str:
         return "PyTorch chunked scan (mamba_ssm not importable)"
     if device.type == "cpu" and _HAS_KERNEL:
         level = {2: "AVX-512", 1: "AVX2+FMA"}.get(_ext.selective_scan_cpu_level(), "portable")
-        return f"mfuser C++ CPU kernel ({level}, N <= {_KERNEL_MAX_STATE})"
+        bf16 = ", bf16 forward" if _HAS_BF16_KERNEL else ""
+        return f"mfuser C++ CPU kernel ({level}{bf16}, N <= {_KERNEL_MAX_STATE})"
     if device.type == "cpu":
         return "PyTorch chunked scan (mfuser._C not built)"
     return "PyTorch chunked scan"
@@ -200,10 +217,11 @@ def _kernel_level():
 
 
 class _KernelScanFn(torch.autograd.Function):
-    """Fused C++ scan, float32 CPU, contiguous inputs.
+    """Fused C++ scan on CPU, contiguous inputs.
 
     (u, delta (batch, dim, L), A (dim, NP), Bt, Ct (batch, G, L, NP), D (dim,) | None, delta_bias (dim,) | None,
-    softplus) -> (y = scan + D * u (batch, dim, L), last_state (batch, dim, NP)).
+    softplus) -> (y = scan + D * u (batch, dim, L), last_state (batch, dim, NP) float32).
+    u, delta, Bt, Ct and y: all float32 or all bfloat16; A, D, delta_bias: float32.
     """
 
     @staticmethod
@@ -211,8 +229,9 @@ class _KernelScanFn(torch.autograd.Function):
         batch, dim, L = u.shape
         G, NP = Bt.shape[1], A.shape[1]
         y = torch.empty_like(u)
-        last = u.new_empty(batch, dim, NP)
-        _ext.selective_scan_fwd_cpu(
+        last = u.new_empty(batch, dim, NP, dtype=torch.float32)
+        fwd = _ext.selective_scan_fwd_cpu_bf16 if u.dtype == torch.bfloat16 else _ext.selective_scan_fwd_cpu
+        fwd(
             u.data_ptr(), delta.data_ptr(), A.data_ptr(), Bt.data_ptr(), Ct.data_ptr(), _ptr(D), _ptr(bias),
             int(softplus), y.data_ptr(), last.data_ptr(), batch, dim, L, G, NP, torch.get_num_threads(),
             _kernel_level())
@@ -224,6 +243,8 @@ class _KernelScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, dlast):
         u, delta, A, Bt, Ct, D, bias = ctx.saved_tensors
+        in_dtype = u.dtype  # bf16 inputs: the float32 backward on float32 copies, gradients cast back
+        u, delta, Bt, Ct = u.float(), delta.float(), Bt.float(), Ct.float()
         batch, dim, L = u.shape
         G, NP = Bt.shape[1], A.shape[1]
         dy = torch.zeros_like(u) if dy is None else dy.contiguous().float()
@@ -244,8 +265,8 @@ class _KernelScanFn(torch.autograd.Function):
             int(ctx.softplus), dy.data_ptr(), _ptr(dlast), du.data_ptr(), ddelta.data_ptr(), dA.data_ptr(),
             dB.data_ptr(), dC.data_ptr(), _ptr(dD), _ptr(dbias), scratch.data_ptr(), batch, dim, L, G, NP, ntask,
             nthreads, _kernel_level())
-        return (du, ddelta, dA.sum(0), dB.sum(0), dC.sum(0), None if dD is None else dD.sum(0),
-                None if dbias is None else dbias.sum(0), None)
+        return (du.to(in_dtype), ddelta.to(in_dtype), dA.sum(0), dB.sum(0).to(in_dtype), dC.sum(0).to(in_dtype),
+                None if dD is None else dD.sum(0), None if dbias is None else dbias.sum(0), None)
 
 
 def _ptr(t):
@@ -253,7 +274,9 @@ def _ptr(t):
 
 
 def _scan_kernel(u, delta, A, B4, C4, D, delta_bias, delta_softplus):
-    """Pads the state to a multiple of 8, puts it last, and runs the C++ kernel. Returns (scan + D u, last)."""
+    """Pads the state to a multiple of 8, puts it last, and runs the C++ kernel. Returns (scan + D u, last).
+
+    u, delta, B4, C4: all float32 or all bfloat16 (the output has their dtype); the rest is used in float32."""
     N = A.shape[1]
     NP = -(-N // 8) * 8
     pad = NP - N
@@ -266,7 +289,8 @@ def _scan_kernel(u, delta, A, B4, C4, D, delta_bias, delta_softplus):
     def c(t):
         return None if t is None else t.float().contiguous()
 
-    y, last = _KernelScanFn.apply(c(u), c(delta), c(A_), c(Bt), c(Ct), c(D), c(delta_bias), bool(delta_softplus))
+    y, last = _KernelScanFn.apply(u.contiguous(), delta.contiguous(), c(A_), Bt.contiguous(), Ct.contiguous(), c(D),
+                                  c(delta_bias), bool(delta_softplus))
     return y, last[..., :N]
 
 
@@ -413,13 +437,17 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             "selective_scan: backend 'kernel' needs the built mfuser._C, CPU float32 inputs and N <= "
             f"{_KERNEL_MAX_STATE} (kernel built: {_HAS_KERNEL}, device {u.device}, dtype {u.dtype}, N {A.shape[1]})")
     use_kernel = kernel_ok and backend in ("auto", "kernel")
+    # the kernel reads bf16 inputs as they are when all four streamed ones are bf16 (CPU autocast), else float32
+    sdt = cdt
+    if use_kernel and _HAS_BF16_KERNEL and all(t.dtype == torch.bfloat16 for t in (u, delta, B, C)):
+        sdt = torch.bfloat16
 
-    B4 = B.to(cdt) if B.dim() == 4 else B.to(cdt)[:, None]
-    C4 = C.to(cdt) if C.dim() == 4 else C.to(cdt)[:, None]
+    B4 = B.to(sdt) if B.dim() == 4 else B.to(sdt)[:, None]
+    C4 = C.to(sdt) if C.dim() == 4 else C.to(sdt)[:, None]
     B4, C4 = _common_groups(B4, C4)
-    u_ = u.to(cdt)
+    u_ = u.to(sdt)
     if use_kernel:  # bias, softplus and D fused in the kernel
-        out, last = _scan_kernel(u_, delta, A, B4, C4, D, delta_bias, delta_softplus)
+        out, last = _scan_kernel(u_, delta.to(sdt), A, B4, C4, D, delta_bias, delta_softplus)
     else:
         dt = delta.to(cdt)
         if delta_bias is not None:
@@ -431,7 +459,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         if D is not None:
             out = out + u_ * D.to(cdt)[:, None]
     if z is not None:
-        out = out * F.silu(z.to(cdt))
+        out = out.to(cdt) * F.silu(z.to(cdt))
     out = out.to(dtype_in)
     return (out, last) if return_last_state else out
 
@@ -442,3 +470,4 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 selective_scan.select_backend = select_backend
 selective_scan.selective_scan_ref = selective_scan_ref
 selective_scan.kernel_available = kernel_available
+selective_scan.bf16_kernel_available = bf16_kernel_available

@@ -10,7 +10,16 @@ from mfuser.data.classes import (
     SYNTHIA_ID_TO_TRAINID,
     apply_mapping,
 )
-from mfuser.data.labels import make_sem_seg_loading_fn, write_label
+from mfuser.data.labels import (
+    CITYSCAPES_ID_VALUES,
+    CITYSCAPES_LABEL_ID_NAMES,
+    MAPILLARY_V12_ID_VALUES,
+    LabelError,
+    make_sem_seg_loading_fn,
+    trainid_values,
+    valid_values,
+    write_label,
+)
 
 from .trees import blocks, save_gray, save_palette
 
@@ -38,7 +47,7 @@ def test_trainid_and_palette_indices(tmp_path):
 
 
 def test_cityscapes_id_and_mapping(tmp_path):
-    ids = blocks(6, 34, sorted(CITYSCAPES_ID_TO_TRAINID) + [0, 4, 34])
+    ids = blocks(6, 34, sorted(CITYSCAPES_ID_TO_TRAINID) + [0, 4, 30])  # 0, 4, 30: in the table, not evaluated
     save_gray(tmp_path / "ids.png", ids)
     out = read_label(str(tmp_path / "ids.png"), "cityscapes_id")
     expected = np.vectorize(lambda v: CITYSCAPES_ID_TO_TRAINID.get(v, 255))(ids)
@@ -114,3 +123,60 @@ def test_atomic_write_interrupted(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(str(dst), dies, suffix=".png")
     assert dst.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["l.png"]
+
+
+def test_cityscapes_id_table_matches_the_trainid_mapping():
+    assert len(CITYSCAPES_LABEL_ID_NAMES) == 34 and CITYSCAPES_ID_VALUES.count == 34
+    for label_id, train_id in CITYSCAPES_ID_TO_TRAINID.items():
+        assert CITYSCAPES_LABEL_ID_NAMES[label_id] == CITYSCAPES_CLASSES[train_id]
+    assert valid_values("cityscapes_id") is CITYSCAPES_ID_VALUES
+    assert valid_values("mapillary_v12") is MAPILLARY_V12_ID_VALUES and MAPILLARY_V12_ID_VALUES.count == 66
+    assert valid_values("trainid", 3) == trainid_values(3) and 255 in trainid_values(3) and 3 not in trainid_values(3)
+    assert valid_values({1: 2}) is None
+
+
+def test_valid_values_invalid_finds_every_bad_value():
+    tv = trainid_values(19)
+    assert tv.invalid(np.array([[0, 18], [255, 3]], np.uint8)) == []
+    assert tv.invalid(np.array([[0, 19], [254, 255]], np.uint8)) == [19, 254]
+    assert tv.invalid(np.array([[-1, 0], [300, 255]], np.int32)) == [-1, 300]
+    assert tv.invalid(np.zeros((0, 4), np.uint8)) == []
+    assert CITYSCAPES_ID_VALUES.invalid(np.array([[33, 34], [255, 0]], np.uint16)) == [34, 255]
+
+
+def test_cityscapes_ids_outside_the_table_are_an_error(tmp_path):
+    ids = blocks(6, 34, sorted(CITYSCAPES_ID_TO_TRAINID) + [40])
+    save_gray(tmp_path / "ids.png", ids)
+    with pytest.raises(LabelError, match=r"ids\.png \(image .*img\.png\) holds values \[40\].*label ids 0\.\.33"):
+        read_label(str(tmp_path / "ids.png"), "cityscapes_id", image_file=str(tmp_path / "img.png"))
+    # GTA5 labels are palette PNGs whose indices are the ids
+    save_palette(tmp_path / "gta.png", blocks(6, 34, sorted(CITYSCAPES_ID_TO_TRAINID) + [0, 33]))
+    out = read_label(str(tmp_path / "gta.png"), "cityscapes_id")
+    assert set(np.unique(out).tolist()) == set(range(19)) | {255}
+
+
+def test_mapillary_v12_format(tmp_path):
+    ids = blocks(4, 66, range(66))
+    save_palette(tmp_path / "m.png", ids)
+    expected = np.vectorize(lambda v: MAPILLARY_V12_ID_TO_TRAINID.get(v, 255))(ids)
+    np.testing.assert_array_equal(read_label(str(tmp_path / "m.png"), "mapillary_v12"), expected)
+    save_palette(tmp_path / "v2.png", blocks(4, 10, [0, 66, 123]))  # v2.0 ids
+    with pytest.raises(LabelError, match=r"v2\.png holds values \[66, 123\].*v1\.2 class ids 0\.\.65"):
+        read_label(str(tmp_path / "v2.png"), "mapillary_v12")
+
+
+@pytest.mark.parametrize(
+    "shape, why",
+    [((32, 24), "height and width are swapped"), ((16, 48), "same pixel count"), ((24, 31), "expected a label")],
+)
+def test_label_must_have_the_image_height_and_width(tmp_path, shape, why):
+    save_gray(tmp_path / "lab.png", np.zeros(shape))
+    with pytest.raises(LabelError, match=rf"lab\.png is {shape[1]}x{shape[0]} but image .*im\.png is 32x24.*{why}"):
+        read_label(str(tmp_path / "lab.png"), image_file=str(tmp_path / "im.png"), image_size=(24, 32))
+    assert read_label(str(tmp_path / "lab.png"), image_size=shape).shape == shape
+
+
+def test_values_error_names_label_and_image(tmp_path):
+    save_gray(tmp_path / "lab.png", np.array([[0, 77], [1, 255]]))
+    with pytest.raises(LabelError, match=r"lab\.png \(image .*im\.png\) holds values \[77\].*trainIds 0\.\.2 and ig"):
+        read_label(str(tmp_path / "lab.png"), num_classes=3, image_file=str(tmp_path / "im.png"))

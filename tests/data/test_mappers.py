@@ -187,6 +187,26 @@ def test_mapper_bad_inputs(tmp_path):
         MFuserSemanticDatasetMapper(augmentations=[], label_format="nope")
 
 
+def test_mapper_checks_label_against_image_and_format(tmp_path):
+    """Swapped height/width and values outside the format's set: one LabelError naming label and image."""
+    from mfuser.data.labels import LabelError
+
+    mapper = MFuserSemanticDatasetMapper(augmentations=[])
+    rec = _record(tmp_path, 10, 12, np.zeros((10, 12)))
+    save_gray(str(tmp_path / "swapped.png"), np.zeros((12, 10)))
+    with pytest.raises(LabelError, match=r"swapped\.png is 10x12 but image .*img\.png is 12x10.*swapped"):
+        mapper(dict(rec, sem_seg_file_name=str(tmp_path / "swapped.png")))
+    save_gray(str(tmp_path / "v77.png"), np.full((10, 12), 77))
+    with pytest.raises(LabelError, match=r"v77\.png \(image .*img\.png\) holds values \[77\]"):
+        mapper(dict(rec, sem_seg_file_name=str(tmp_path / "v77.png")))
+    save_gray(str(tmp_path / "ids.png"), np.full((10, 12), 40))  # not a Cityscapes id: an error, not ignore
+    ids_mapper = MFuserSemanticDatasetMapper(augmentations=[], label_format="cityscapes_id")
+    with pytest.raises(LabelError, match=r"ids\.png \(image .*img\.png\) holds values \[40\]"):
+        ids_mapper(dict(rec, sem_seg_file_name=str(tmp_path / "ids.png")))
+    save_gray(str(tmp_path / "ids.png"), np.full((10, 12), 26))
+    assert (ids_mapper(dict(rec, sem_seg_file_name=str(tmp_path / "ids.png")))["sem_seg"] == 13).all()  # car
+
+
 def test_test_mapper_resize(tmp_path):
     rec = _record(tmp_path, 20, 40, np.zeros((20, 40)))
     out = MFuserTestDatasetMapper()(rec)

@@ -5,6 +5,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
 
 from mfuser.data import (
@@ -184,3 +185,36 @@ def test_rcs_train_loader_is_resumable(tmp_path, num_workers):
     finally:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
+
+
+# ------------------------------------------------------------------ augmentation seeded by stream position
+def test_position_tags_count_skipped_elements():
+    from mfuser.data.samplers import ResumableSampler
+
+    stream = list(itertools.islice(iter(ResumableSampler([5, 1, 4, 2, 3], tag_positions=10)), 5))
+    assert stream == [5, 11, 24, 32, 43]
+    resumed = ResumableSampler([5, 1, 4, 2, 3], tag_positions=10)
+    resumed.set_skip(3)
+    assert list(resumed) == [32, 43]
+
+
+def test_position_seeded_augmentation_depends_on_position_only():
+    import random
+
+    import numpy as np
+
+    from mfuser.data.samplers import PositionSeededDataset
+
+    def mapper(record):
+        return (record["i"], float(np.random.rand()), random.random(), float(torch.rand(1)))
+
+    ds = PositionSeededDataset([{"i": 0}, {"i": 1}], mapper, seed=7)
+    a = [ds[code] for code in (0, 3, 5)]  # positions 0, 1, 2
+    np.random.seed(123)  # whatever the worker did before must not matter
+    b = [ds[5], ds[3], ds[0]][::-1]
+    assert a == b
+    assert a[0][1:] != ds[2][1:]  # the same image at another position gets other random parameters
+    assert PositionSeededDataset([{"i": 0}], mapper, seed=8)[0][1:] != ds[0][1:]  # and another seed too
+    state = np.random.get_state()[1].copy()
+    ds[0]
+    assert (np.random.get_state()[1] == state).all()  # the caller's generators are left as they were

@@ -1,7 +1,6 @@
 """mfuser.engine: atomic/strict checkpoints, resumable sampler, NaN guard, optimizer groups, schedule."""
 import os
 
-import numpy as np
 import pytest
 import torch
 from detectron2.data.samplers import TrainingSampler
@@ -97,34 +96,15 @@ def test_schedule_values():
     assert short(0.0) == pytest.approx(1e-6) and short(0.5) > short(0.25) > short(0.0)
 
 
-def test_predictor_input_equals_the_evaluation_mapper_input(tmp_path):
-    """tools/demo.py (MFuserPredictor) and the evaluation loader (MFuserTestDatasetMapper) resize alike."""
-    from detectron2.config import LazyCall as L
-    from omegaconf import OmegaConf
-    from PIL import Image
 
-    from mfuser.data import MFuserTestDatasetMapper
-    from mfuser.engine import MFuserPredictor
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    import random
 
-    seen = []
+    import numpy as np
 
-    class Recorder(torch.nn.Module):
-        def forward(self, batched_inputs):
-            seen.extend(batched_inputs)
-            return [{"sem_seg": torch.zeros(2, x["height"], x["width"])} for x in batched_inputs]
+    from mfuser.engine.checkpoint import RNGState
 
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)  # high-frequency: downscaling filters differ
-    path = str(tmp_path / "img.png")
-    Image.fromarray(image).save(path)
-    resize = (40, 20)  # fits 45x70 into long 40 / short 20: downscaled to 20x31
-    cfg = OmegaConf.create({"model": L(Recorder)(), "train": {"device": "cpu", "init_checkpoint": ""}})
-    out = MFuserPredictor(cfg, resize_to=resize)(image)
-    assert out["sem_seg"].shape == (2, 45, 70)
-    mapped = MFuserTestDatasetMapper(resize_to=resize)({"file_name": path, "height": 45, "width": 70})
-    assert mapped["image"].shape == (3, 20, 31) and (mapped["height"], mapped["width"]) == (45, 70)
-    (demo_input,) = seen
-    assert (demo_input["height"], demo_input["width"]) == (45, 70)
-    assert demo_input["image"].dtype == torch.uint8 and torch.equal(demo_input["image"], mapped["image"])
-    with pytest.raises(ValueError, match="resize_to"):
-        MFuserPredictor(cfg, resize_to=(0, 10))
+    torch.save({"rng": RNGState().state_dict()}, tmp_path / "c.pth")
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    RNGState().load_state_dict(torch.load(tmp_path / "c.pth", weights_only=True)["rng"])
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected

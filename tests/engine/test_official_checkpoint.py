@@ -274,7 +274,7 @@ def test_eval_only_takes_an_official_file_and_refuses_another_variant(clip_files
     res = eval_only(synthetic_root, path, str(tmp_path / "ok"))
     assert res.returncode == 0, res.stderr[-2000:]
     assert "official MFuser (clip) checkpoint converted in memory" in res.stdout + res.stderr
-    assert os.path.isfile(tmp_path / "ok" / "results.json")
+    assert os.path.isfile(tmp_path / "ok" / "eval" / "iter_20000" / "results.json")
 
     eva = str(tmp_path / "iter_eva.pth")
     torch.save(official_checkpoint(tiny_model("eva02", tmp_path, seed=0)), eva)

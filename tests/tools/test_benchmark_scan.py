@@ -43,3 +43,12 @@ def test_bad_arguments_fail_clearly():
     if not torch.cuda.is_available():
         res = run("--device", "cuda", check=False)
         assert res.returncode != 0 and "CUDA is not available" in res.stderr
+
+
+def test_bf16_inputs():
+    """--dtype bf16: ours on bf16 u / delta / B / C, the reference on float32 copies; errors of bf16 rounding only."""
+    out = run("--batch", "1", "--dim", "4", "--length", "37", "--state", "16", "--threads", "1", "--repeats", "1",
+              "--dtype", "bf16", "--json").stdout
+    result = json.loads(out)
+    assert result["shape"]["dtype"] == "bfloat16"
+    assert 1e-6 < result["max_rel_err"] <= 1e-2  # the output and the bf16 inputs' gradients are rounded to bf16

@@ -7,9 +7,8 @@ import sys
 
 import pytest
 import torch
-from detectron2.engine import default_argument_parser
 
-from mfuser.engine.defaults import do_train, launch_train_net
+from mfuser.engine.defaults import default_argument_parser, do_train, launch_train_net
 from tests.conftest import REPO_ROOT
 from tests.tools.toy_model import generate_toy_data
 
@@ -68,9 +67,9 @@ def test_eval_only_on_two_domains(toy_data, trained, tmp_path):
                     f"train.output_dir={out}", "train.per_class_table=True")
     for token in ["toy_target_a", "toy_target_b", "average", "mIoU", "mAcc", "per-class IoU"]:
         assert token in proc.stdout, proc.stdout
-    with open(os.path.join(out, "results.json")) as f:
+    with open(os.path.join(out, "eval", "model_final", "results.json")) as f:  # its own folder
         results = json.load(f)
-    assert list(results) == ["toy_target_a", "toy_target_b", "average"]
+    assert list(results) == ["toy_target_a", "toy_target_b", "average", "precision"]
     for name in ["toy_target_a", "toy_target_b"]:
         assert 0.0 <= results[name]["mIoU"] <= 100.0
         assert set(results[name]["IoU"]) == {"road", "car", "sky"}
@@ -81,8 +80,8 @@ def test_eval_only_on_two_domains(toy_data, trained, tmp_path):
     out2 = str(tmp_path / "eval2")
     run_tool(toy_data, "--eval-only", f"train.init_checkpoint={trained}/model_final.pth",
              f"train.output_dir={out2}", "dataloader.targets=[toy_source_train]")
-    with open(os.path.join(out2, "results.json")) as f:
-        assert list(json.load(f)) == ["toy_source_train", "average"]
+    with open(os.path.join(out2, "eval", "model_final", "results.json")) as f:
+        assert list(json.load(f)) == ["toy_source_train", "average", "precision"]
 
 
 def test_resume_continues_at_same_iteration_lr_and_samples(toy_data, trained, tmp_path):
@@ -138,7 +137,7 @@ def test_missing_and_mismatched_checkpoints(tool, toy_data, trained, tmp_path, m
 
 
 def test_nan_loss_stops_training_naming_iteration_and_terms(tool, toy_data, tmp_path, monkeypatch, capsys):
-    code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "model.nan_at_iter=2",
+    code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "+model.nan_at_iter=2",
                                f"train.output_dir={tmp_path}")
     assert code == 1
     assert "iteration 2" in err and "loss_ce=nan" in err, err[-2000:]
@@ -212,3 +211,124 @@ def test_bad_overrides_are_one_error_line(tool, capsys, toy_data, monkeypatch):
         assert tool(["--config-file", TOY_CONFIG, bad]) == 1, bad
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: config override") and bad in err[0], (bad, err)
+
+
+# ------------------------------------------------------------------------------ nothing silently lost (issue 16)
+def test_misspelled_and_mistyped_overrides_are_refused(tool, capsys, toy_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("MFUSER_TOY_DATA", toy_data)
+    code = tool(["--config-file", TOY_CONFIG, "train.max_iters=4", f"train.output_dir={tmp_path}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "train.max_iters" in err[0] and "closest existing keys: train.max_iter" in err[0], err
+    assert not os.path.exists(tmp_path / "model_final.pth")  # no run started
+    code = tool(["--config-file", TOY_CONFIG, "train.max_iter=abc", f"train.output_dir={tmp_path}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "expected an integer" in err[0], err
+
+
+def test_training_refuses_a_folder_with_another_run_unless_resume_or_overwrite(trained, tool, toy_data, monkeypatch,
+                                                                              capsys, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    before = {f: os.path.getmtime(out / f) for f in ("model_final.pth", "metrics.json", "config.yaml")}
+    code, err = run_in_process(tool, toy_data, monkeypatch, capsys, f"train.output_dir={out}")
+    assert code == 1 and "already holds a training run" in err and "--resume" in err and "--overwrite" in err, err
+    assert {f: os.path.getmtime(out / f) for f in before} == before  # nothing touched
+    code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "--overwrite", "train.max_iter=2",
+                               "dataloader.targets=[]", f"train.output_dir={out}")
+    assert code == 0, err
+    assert not (out / "model_0000005.pth").exists()  # the earlier run's files are gone, the new run's are there
+    assert sorted(m["iteration"] for m in read_metrics(out) if "lr" in m) == [0, 1]
+
+
+def test_eval_only_twice_never_touches_training_files_or_earlier_evaluations(trained, tool, toy_data, monkeypatch,
+                                                                             capsys, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    training_files = {f: (out / f).read_bytes() for f in ("results.json", "config.yaml", "metrics.json")}
+    ckpt = f"train.init_checkpoint={out}/model_final.pth"
+    for targets in ("[toy_target_a]", "[toy_target_b]"):
+        code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "--eval-only", ckpt,
+                                   f"dataloader.targets={targets}", f"train.output_dir={out}")
+        assert code == 0, err
+    assert {f: (out / f).read_bytes() for f in training_files} == training_files
+    first = json.loads((out / "eval" / "model_final" / "results.json").read_text())
+    second = json.loads((out / "eval" / "model_final-2" / "results.json").read_text())
+    assert first["average"]["domains"] == ["toy_target_a"] and second["average"]["domains"] == ["toy_target_b"]
+    assert (out / "eval" / "model_final" / "config.yaml").is_file()
+
+
+def test_finished_domains_are_written_when_a_later_domain_fails(trained, tool, toy_data, monkeypatch, capsys,
+                                                                tmp_path):
+    victim = os.path.join(toy_data, "toy_target_b", "images", "000.png")
+    saved = open(victim, "rb").read()
+    try:
+        with open(victim, "wb") as f:
+            f.write(b"not a png")
+        code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "--eval-only",
+                                   f"train.init_checkpoint={trained}/model_final.pth",
+                                   f"train.output_dir={tmp_path / 'out'}")
+    finally:
+        with open(victim, "wb") as f:
+            f.write(saved)
+    err = err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and "toy_target_b" in err[0], err
+    results = json.loads((tmp_path / "out" / "eval" / "model_final" / "results.json").read_text())
+    assert 0 <= results["toy_target_a"]["mIoU"] <= 100
+    assert "error" in results["toy_target_b"] and results["average"]["domains"] == ["toy_target_a"]
+
+
+def test_resume_skips_a_truncated_newest_checkpoint(trained, toy_data, tmp_path):
+    out = tmp_path / "run"
+    os.makedirs(out)
+    for f in ("model_0000002.pth", "model_0000005.pth"):
+        shutil.copy(os.path.join(trained, f), out)
+    data = (out / "model_0000005.pth").read_bytes()
+    (out / "model_0000005.pth").write_bytes(data[: len(data) // 2])  # a kill during a non-atomic copy
+    (out / "last_checkpoint").write_text("model_0000005.pth")
+    proc = run_tool(toy_data, "--resume", f"train.output_dir={out}", "dataloader.targets=[]")
+    log = (out / "log.txt").read_text()
+    assert "skipping unreadable checkpoint" in log and "model_0000005.pth" in log
+    assert "Starting training from iteration 3" in log
+    assert "skipping unreadable checkpoint" in proc.stdout  # warnings reach the console too
+
+
+def test_project_log_lines_reach_console_and_log_file_without_ansi_codes(trained, toy_data, tmp_path):
+    out = tmp_path / "run"
+    proc = run_tool(toy_data, f"train.output_dir={out}", "train.max_iter=1", "dataloader.targets=[]")
+    log = (out / "log.txt").read_text()
+    for text in (proc.stdout, log):
+        assert "trainable parameters" in text  # the project's own logger (mfuser.*)
+        assert "\x1b[" not in text  # stdout is a pipe here: no colour codes
+
+
+def test_training_failures_are_one_error_line(tool, toy_data, monkeypatch, capsys, tmp_path):
+    import errno
+
+    import mfuser.engine.checkpoint as ckpt
+
+    def full_disk(obj, f, *a, **k):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:
+            raise RuntimeError("[enforce fail at inline_container.cc] PytorchStreamWriter failed writing file") from e
+
+    monkeypatch.setattr(ckpt.torch, "save", full_disk)
+    code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "train.max_iter=3", "dataloader.targets=[]",
+                               f"train.output_dir={tmp_path / 'full'}")
+    assert code == 1 and err.strip().splitlines() == ["error: disk full (no space left on device)"], err
+    monkeypatch.undo()
+
+    victim = os.path.join(toy_data, "toy_source_train", "images", "000.png")
+    saved = open(victim, "rb").read()
+    try:
+        with open(victim, "wb") as f:
+            f.write(saved[: len(saved) // 2])  # a valid header: decoding fails in the loader worker
+        code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "train.max_iter=8", "dataloader.targets=[]",
+                                   "dataloader.train.num_workers=1", f"train.output_dir={tmp_path / 'corrupt'}")
+    finally:
+        with open(victim, "wb") as f:
+            f.write(saved)
+    err = err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
+    assert "000.png" in err[0], err

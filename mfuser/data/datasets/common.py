@@ -70,11 +70,13 @@ def pair_files(
     label_exclude_suffixes: Tuple[str, ...] = (),
     image_exclude_suffixes: Tuple[str, ...] = (),
     hint: str = "",
+    unpaired_hint: str = "Pass allow_unpaired=True to leave them out.",
 ) -> List[Tuple[str, str]]:
     """Pair images and labels by relative path with the suffixes removed.
 
     Returns a sorted list of ``(image_path, label_path)``. Raises ``ValueError`` listing and counting the
-    unpaired files unless ``allow_unpaired``; raises when nothing pairs at all.
+    unpaired files (followed by ``unpaired_hint`` and ``hint``) unless ``allow_unpaired``; raises when nothing pairs
+    at all.
     """
     if not image_suffix or not label_suffix:
         raise ValueError(f"image_suffix and label_suffix must be non-empty, got {image_suffix!r}, {label_suffix!r}")
@@ -89,7 +91,7 @@ def pair_files(
             f"{len(no_image)} label(s) without an image [{_fmt(no_image)}]."
         )
         if not allow_unpaired:
-            raise ValueError(msg + " Pass allow_unpaired=True to leave them out. " + hint)
+            raise ValueError(" ".join(filter(None, [msg, unpaired_hint, hint])))
         logger.warning(msg + " They are left out (allow_unpaired=True).")
     keys = sorted(set(images) & set(labels))
     if not keys:

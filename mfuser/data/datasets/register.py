@@ -18,8 +18,9 @@ mapillary_val_half     <root>/mapillary            half/val_img + half/val_label
 code's ``data/`` folder works by pointing the variable at it.
 """
 
+import difflib
 import os
-from typing import Callable
+from typing import Callable, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -31,7 +32,15 @@ from .gta5 import load_gta5
 from .mapillary import load_mapillary
 from .synthia import load_synthia
 
-__all__ = ["register_all", "register_semseg", "default_root", "BUILTIN_DATASETS"]
+__all__ = [
+    "register_all",
+    "register_semseg",
+    "unregister",
+    "default_root",
+    "project_dataset_names",
+    "close_dataset_names",
+    "BUILTIN_DATASETS",
+]
 
 #: name -> (sub-folder of the root, loader(dataset_root), is a source (training) dataset)
 BUILTIN_DATASETS = {
@@ -79,6 +88,31 @@ def register_semseg(name: str, load_fn: Callable[[], list], *, spec, replace: bo
     DatasetCatalog.register(name, load_fn)
     MetadataCatalog.get(name).set(**meta)
     _REGISTERED[name] = spec
+
+
+def unregister(name: str) -> bool:
+    """Remove ``name`` from the catalogs if it was registered through :func:`register_semseg` (detectron2's own
+    datasets are left alone). Returns whether something was removed."""
+    if name not in _REGISTERED:
+        return False
+    del _REGISTERED[name]
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    return True
+
+
+def project_dataset_names() -> List[str]:
+    """The datasets this project registered (built-in, generated, catalogued, ``register_target_domain``), sorted;
+    not detectron2's own COCO / LVIS / ... names."""
+    return sorted(_REGISTERED)
+
+
+def close_dataset_names(name: str, candidates: List[str] | None = None, n: int = 5) -> List[str]:
+    """Up to ``n`` names of ``candidates`` (default :func:`project_dataset_names`) that look like ``name``
+    (``difflib``'s ratio >= 0.6, best first)."""
+    candidates = project_dataset_names() if candidates is None else list(candidates)
+    return difflib.get_close_matches(str(name), candidates, n=n, cutoff=0.6)
 
 
 def register_all(root: str | None = None) -> list:

@@ -5,7 +5,7 @@ from typing import List, Sequence
 
 from ..classes import CITYSCAPES_CLASSES, CITYSCAPES_COLORS
 from ..labels import check_label_format
-from .common import build_records, pair_files, require_dir
+from .common import DatasetNotFoundError, build_records, pair_files, require_dir
 
 __all__ = ["register_target_domain", "load_target_domain"]
 
@@ -39,6 +39,7 @@ def register_target_domain(
     colors: Sequence[Sequence[int]] | None = None,
     allow_unpaired: bool = False,
     overwrite: bool = False,
+    origin: str | None = None,
 ) -> str:
     """Register a folder of images + labels as a semantic-segmentation dataset and return its name.
 
@@ -52,12 +53,14 @@ def register_target_domain(
         image_root, label_root: folders of images and labels.
         image_suffix, label_suffix: file-name endings that are removed to pair files
             (e.g. ``"_rgb_anon.png"`` and ``"_gt_labelTrainIds.png"`` for ACDC).
-        label_format: ``"trainid"``, ``"cityscapes_id"``, ``"palette"`` or a dict ``{id: trainId}``
+        label_format: ``"trainid"``, ``"cityscapes_id"``, ``"mapillary_v12"``, ``"palette"`` or a dict ``{id: trainId}``
             (see :mod:`mfuser.data.labels`); stored in the metadata for the mapper and evaluator.
         classes: class names (default: the 19 Cityscapes classes); labels are checked against their count.
         colors: one RGB colour per class (default: the Cityscapes colours, generated beyond 19).
         allow_unpaired: leave out unpaired files instead of raising.
         overwrite: replace an existing registration of ``name`` made with different arguments.
+        origin: where this registration comes from (e.g. its catalogue file, see :mod:`mfuser.data.catalogue`);
+            stored in the metadata and put in front of every error raised while loading.
     Returns:
         ``name``. Registering again with identical arguments is a no-op.
     """
@@ -83,10 +86,17 @@ def register_target_domain(
     )
 
     def load(ir=image_root, lr=label_root, isx=image_suffix, lsx=label_suffix, au=allow_unpaired):
-        return load_target_domain(ir, lr, image_suffix=isx, label_suffix=lsx, allow_unpaired=au)
+        try:
+            return load_target_domain(ir, lr, image_suffix=isx, label_suffix=lsx, allow_unpaired=au)
+        except (DatasetNotFoundError, ValueError) as e:
+            if origin is None:
+                raise
+            kind = DatasetNotFoundError if isinstance(e, DatasetNotFoundError) else ValueError
+            raise kind(f"dataset {name!r} ({origin}): {e}") from e
 
     spec = ("target_domain", image_root, label_root, image_suffix, label_suffix, repr(label_format), tuple(classes),
-            tuple(colors), allow_unpaired)  # fmt: skip
+            tuple(colors), allow_unpaired, origin)  # fmt: skip
+    extra = {"origin": origin} if origin is not None else {}
     register_semseg(
         name,
         load,
@@ -97,5 +107,6 @@ def register_target_domain(
         sem_seg_root=label_root,
         stuff_classes=classes,
         stuff_colors=colors,
+        **extra,
     )
     return name

@@ -6,6 +6,12 @@ Every output is written with :func:`mfuser.utils.io.atomic_write` (a temporary f
 folder, then renamed onto the output), so an interrupted run leaves either the old file, the new file or a
 ``.tmp-*`` file (ignored by the loaders), never a truncated label. A run skips outputs that already exist and decode as
 valid trainId labels of the expected size (``--overwrite`` redoes them).
+
+Each source label is checked as the evaluator and the training mapper check it (:func:`mfuser.data.labels.read_label`):
+its values must be in its format's valid set (e.g. Cityscapes/GTA5 ids of the official table, Mapillary v1.2 ids
+0..65), and, when the job names its image, it must have exactly the image's height and width
+(:class:`mfuser.data.labels.LabelError` names both files). GTA5 jobs (``resize_to_image``) resize a label of
+another size to its image instead, except one whose height and width are swapped.
 """
 
 import argparse
@@ -24,7 +30,7 @@ from mfuser.utils.io import atomic_write
 
 from ..classes import NUM_CLASSES, SYNTHIA_ID_TO_TRAINID, apply_mapping
 from ..datasets.common import image_size
-from ..labels import read_label, write_label
+from ..labels import MAPILLARY_V12_ID_VALUES, check_label_size, read_label, read_label_ids, write_label
 from ..rcs_stats import save_class_stats
 from ..samplers import class_pixel_counts
 
@@ -47,7 +53,8 @@ __all__ = [
 class Job:
     """Convert ``src`` into the trainId label ``dst``.
 
-    ``image``: when given, the label is made to match this image's size (nearest resize, reported).
+    ``image``: the label's image, when known: the label must have exactly its height and width, or, with
+    ``resize_to_image`` (GTA5), is resized (nearest, reported) to it unless its height and width are swapped.
     ``mapping``: optional argument passed to the converter (e.g. the Mapillary id mapping).
     """
 
@@ -55,6 +62,7 @@ class Job:
     dst: str
     image: str | None = None
     mapping: Dict[int, int] | None = None
+    resize_to_image: bool = False
 
 
 @dataclass
@@ -66,12 +74,15 @@ class Result:
 
 
 # ----------------------------------------------------------------------------------------- converters
-def convert_cityscapes_ids(src: str, mapping=None) -> np.ndarray:
-    """Cityscapes / GTA5 label ids (``*_labelIds.png``) -> trainIds with the official table."""
-    return read_label(src, "cityscapes_id")
+# converter(src, mapping=None, *, image_file=None, image_size=None) -> (H, W) uint8 trainIds; ``image_size``
+# (H, W), when given, is the exact size the label must have (LabelError naming ``src`` and ``image_file``).
+def convert_cityscapes_ids(src: str, mapping=None, *, image_file=None, image_size=None) -> np.ndarray:
+    """Cityscapes / GTA5 label ids (``*_labelIds.png``) -> trainIds with the official table; ids outside the
+    table are an error."""
+    return read_label(src, "cityscapes_id", image_file=image_file, image_size=image_size)
 
 
-def convert_synthia(src: str, mapping=None) -> np.ndarray:
+def convert_synthia(src: str, mapping=None, *, image_file=None, image_size=None) -> np.ndarray:
     """SYNTHIA 16-bit ``GT/LABELS`` PNG: class id in the R channel (the last channel of OpenCV's BGR order)."""
     raw = cv2.imread(src, cv2.IMREAD_UNCHANGED)
     if raw is None:
@@ -80,24 +91,19 @@ def convert_synthia(src: str, mapping=None) -> np.ndarray:
         raw = raw[:, :, 2]  # R of BGR / BGRA
     if raw.dtype.kind not in "ui":
         raise ValueError(f"SYNTHIA label {src}: expected an integer PNG, got {raw.dtype}")
+    if image_size is not None:
+        check_label_size(raw.shape, image_size, label_file=src, image_file=image_file)
     return apply_mapping(raw, mapping or SYNTHIA_ID_TO_TRAINID)
 
 
-def convert_mapillary(src: str, mapping=None) -> np.ndarray:
-    """Mapillary Vistas label: palette PNG whose palette indices are the Vistas class ids (not the colours)."""
-    from ..classes import MAPILLARY_V12_ID_TO_TRAINID
-
-    try:
-        img = Image.open(src)
-        img.load()
-    except Exception as e:
-        raise ValueError(f"Cannot decode Mapillary label {src}: {type(e).__name__}: {e}") from e
-    if img.mode not in ("P", "L", "I;16", "I"):
-        raise ValueError(
-            f"Mapillary label {src} is a {img.mode} image; expected the Vistas palette PNG (mode P) whose indices are "
-            "class ids (colour-coded copies are not supported)"
-        )
-    return apply_mapping(np.asarray(img), mapping or MAPILLARY_V12_ID_TO_TRAINID)
+def convert_mapillary(src: str, mapping=None, *, image_file=None, image_size=None) -> np.ndarray:
+    """Mapillary Vistas v1.2 label: palette PNG whose palette indices are the Vistas class ids (not the colours);
+    ids outside 0..65 are an error. ``mapping`` replaces :data:`~mfuser.data.classes.MAPILLARY_V12_ID_TO_TRAINID`."""
+    if mapping is None:
+        return read_label(src, "mapillary_v12", image_file=image_file, image_size=image_size)
+    ids = read_label_ids(src, MAPILLARY_V12_ID_VALUES, label_format="mapillary_v12", image_file=image_file,
+                         image_size=image_size)
+    return apply_mapping(ids, mapping)
 
 
 CONVERTERS: Dict[str, Callable] = {
@@ -113,17 +119,18 @@ def process_job(job: Job, converter: str, overwrite: bool, want_counts: bool, nu
         expected = image_size(job.image or job.src)  # (height, width) from the header
         if not overwrite and os.path.exists(job.dst):
             try:
-                label = read_label(job.dst, "trainid", num_classes)
-                if label.shape == expected:
-                    counts = class_pixel_counts(label, num_classes) if want_counts else None
-                    return Result(job, "skipped", counts=counts)
+                label = read_label(job.dst, "trainid", num_classes, image_file=job.image, image_size=expected)
+                counts = class_pixel_counts(label, num_classes) if want_counts else None
+                return Result(job, "skipped", counts=counts)
             except Exception:
                 pass  # invalid existing output: convert again
-        label = CONVERTERS[converter](job.src, job.mapping)
+        exact = expected if job.image and not job.resize_to_image else None  # the size the source label must have
+        label = CONVERTERS[converter](job.src, job.mapping, image_file=job.image, image_size=exact)
         note = ""
-        if label.shape != expected:
-            if job.image is None:
-                raise ValueError(f"converted label has shape {label.shape}, source header says {expected}")
+        if label.shape != expected:  # only a resize_to_image job gets here
+            if label.shape == expected[::-1]:
+                check_label_size(label.shape, expected, label_file=job.src, image_file=job.image,
+                                 hint="A label whose height and width are swapped is not resized.")
             note = (
                 f"label {job.src} is {label.shape[1]}x{label.shape[0]} but image {job.image} is "
                 f"{expected[1]}x{expected[0]}: label resized (nearest) to the image size"
@@ -209,9 +216,7 @@ def resize_half(image_src: str, label_src: str, image_dst: str, label_dst: str, 
                         return Result(job, "skipped")
             except Exception:
                 pass
-        label = read_label(label_src, "trainid")
-        if label.shape != (h, w):
-            raise ValueError(f"label {label_src} is {label.shape[1]}x{label.shape[0]}, image {image_src} is {w}x{h}")
+        label = read_label(label_src, "trainid", image_file=image_src, image_size=(h, w))
         small = img.convert("RGB").resize(size, Image.BILINEAR)
         atomic_write(image_dst, lambda tmp: small.save(tmp, format="JPEG", quality=95), suffix=".jpg")
         write_label(cv2.resize(label, size, interpolation=cv2.INTER_NEAREST), label_dst)

@@ -4,7 +4,8 @@
 
 Each label is paired with ``ROOT/images/<name>.png``. A few GTA5 labels differ in size from their image:
 they are listed in the summary and their trainId label is resized (nearest neighbour) to the image size, so
-that image and label align in training (the original label file is left unchanged). Labels without an
+that image and label align in training (the original label file is left unchanged); a label whose height and
+width are swapped is refused. Ids outside the Cityscapes id table are an error. Labels without an
 image (or images without a label) are an error unless --allow-unpaired.
 
     python datasets/prepare_gta5.py datasets/gta [--workers N] [--overwrite] [--allow-unpaired]
@@ -40,7 +41,8 @@ def main(argv=None) -> int:
         print(f"GTA5: {len(no_image)} label(s) without an image and {len(no_label)} image(s) without a label; "
               "nothing converted. Use --allow-unpaired to convert the pairs only.")  # fmt: skip
         return 1
-    jobs = [Job(labels[k], labels[k][:-4] + DST_SUFFIX, image=images[k]) for k in sorted(set(labels) & set(images))]
+    jobs = [Job(labels[k], labels[k][:-4] + DST_SUFFIX, image=images[k], resize_to_image=True)
+            for k in sorted(set(labels) & set(images))]  # fmt: skip
     if not jobs:
         print(f"GTA5: no label/image pairs under {labels_dir} and {images_dir}")
         return 1

@@ -4,7 +4,8 @@ in ``ROOT/cityscapes_trainIdLabel/{train,val}/label/<name>.png``.
 
 The id mapping is ``mfuser.data.classes.MAPILLARY_V12_ID_TO_TRAINID`` (the DAFormer/HRDA/MIC standard:
 road <- road, lane marking general, manhole; sidewalk <- curb, sidewalk; ...; everything else ignored);
-``--mapping FILE.json`` ({"vistas_id": trainId, ...}) replaces it.
+``--mapping FILE.json`` ({"vistas_id": trainId, ...}) replaces it. Ids outside 0..65 are an error; when
+``{training,validation}/images/`` exists, every label must have exactly the height and width of its image.
 ``--half`` also writes ``half/val_img/<name>.jpg`` and ``half/val_label/<name>.png`` at half resolution.
 
     python datasets/prepare_mapillary.py datasets/mapillary [--workers N] [--overwrite] [--half] [--splits val]
@@ -49,12 +50,16 @@ def main(argv=None) -> int:
             print(f"Mapillary {split}: no label PNGs in {src_dir}")
             failures += 1
             continue
-        jobs = [Job(p, os.path.join(out_dir, k + ".png"), mapping=mapping) for k, p in srcs.items()]
+        img_dir = os.path.join(args.root, SPLITS[split], "images")
+        if not os.path.isdir(img_dir):
+            print(f"Mapillary {split}: note: no folder {img_dir}; the labels are not checked against their images")
+        jobs = [Job(p, os.path.join(out_dir, k + ".png"), mapping=mapping,
+                    image=os.path.join(img_dir, k + ".jpg") if os.path.isdir(img_dir) else None)
+                for k, p in srcs.items()]  # fmt: skip
         results = convert_labels(jobs, "mapillary", workers=args.workers, overwrite=args.overwrite, want_counts=False,
                                  desc=f"mapillary {split}")  # fmt: skip
         failures += print_summary(f"mapillary {split}", results)
         if args.half and split == "val":
-            img_dir = os.path.join(args.root, SPLITS[split], "images")
             if not os.path.isdir(img_dir):
                 raise DatasetNotFoundError(f"Mapillary --half: expected the folder {img_dir}")
             half = os.path.join(args.root, "half")

@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 
-from mfuser.utils.cli import positive_int, size_hw
+from mfuser.utils.cli import add_debug_argument, guarded_main, positive_int, size_hw
 
 from .generate import generate_all
 
@@ -34,9 +34,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace the generated folders of a non-empty ROOT")
-    return p
+    return add_debug_argument(p)
 
 
+@guarded_main
 def main(argv=None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status (2: ROOT refused)."""
     args = get_parser().parse_args(argv)

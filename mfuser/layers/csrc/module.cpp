@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "ms_deform_attn/ms_deform_attn_cpu.h"
 #include "selective_scan/selective_scan_cpu.h"
 
 namespace {
@@ -44,6 +45,23 @@ PyObject* py_scan_fwd(PyObject*, PyObject* args) {
   Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
+// selective_scan_fwd_cpu_bf16: the same arguments; u, delta, Bt, Ct and y are bfloat16, A, D, bias and last float32
+PyObject* py_scan_fwd_bf16(PyObject*, PyObject* args) {
+  unsigned long long u, delta, A, B, C, D, bias, y, last;
+  long long batch, dim, L, G, NP;
+  int softplus, nthreads, level;
+  if (!PyArg_ParseTuple(args, "KKKKKKKiKKLLLLLii", &u, &delta, &A, &B, &C, &D, &bias, &softplus, &y, &last, &batch,
+                        &dim, &L, &G, &NP, &nthreads, &level))
+    return nullptr;
+  if (!sizes_ok(batch, dim, L, G, NP, nthreads)) return nullptr;
+  const mfuser::ScanArgsBF16 a{ptr<const mfuser::bf16>(u), ptr<const mfuser::bf16>(delta), ptr<const float>(A),
+                               ptr<const mfuser::bf16>(B), ptr<const mfuser::bf16>(C), ptr<const float>(D),
+                               ptr<const float>(bias), softplus, batch, dim, L, G, NP};
+  Py_BEGIN_ALLOW_THREADS mfuser::selective_scan_fwd_cpu_bf16(a, ptr<mfuser::bf16>(y), ptr<float>(last), nthreads,
+                                                             level);
+  Py_END_ALLOW_THREADS Py_RETURN_NONE;
+}
+
 // selective_scan_bwd_cpu(u, delta, A, Bt, Ct, D_or_0, bias_or_0, softplus, dy, dlast_or_0, du, ddelta, dA, dB, dC,
 //                        dD_or_0, dbias_or_0, scratch, batch, dim, L, G, NP, ntask, nthreads, level)
 PyObject* py_scan_bwd(PyObject*, PyObject* args) {
@@ -69,6 +87,34 @@ PyObject* py_scan_bwd(PyObject*, PyObject* args) {
   Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
+// ms_deform_attn_fwd_cpu(value, shapes, starts, loc, attn, out, B, S, M, D, Lq, L, P, value_is_bf16, nthreads)
+PyObject* py_deform_fwd(PyObject*, PyObject* args) {
+  unsigned long long value, shapes, starts, loc, attn, out;
+  long long B, S, M, D, Lq, L, P;
+  int is_bf16, nthreads;
+  if (!PyArg_ParseTuple(args, "KKKKKKLLLLLLLii", &value, &shapes, &starts, &loc, &attn, &out, &B, &S, &M, &D, &Lq,
+                        &L, &P, &is_bf16, &nthreads))
+    return nullptr;
+  if (B < 0 || S < 1 || M < 1 || D < 1 || Lq < 0 || L < 1 || P < 1 || nthreads < 1) {
+    PyErr_SetString(PyExc_ValueError, "ms_deform_attn_fwd_cpu: invalid sizes");
+    return nullptr;
+  }
+  if (is_bf16) {
+    const mfuser::DeformArgsT<mfuser::bf16> a{ptr<const mfuser::bf16>(value), ptr<const int64_t>(shapes),
+                                              ptr<const int64_t>(starts), ptr<const float>(loc),
+                                              ptr<const float>(attn), ptr<float>(out), B, S, M, D, Lq, L, P};
+    Py_BEGIN_ALLOW_THREADS mfuser::ms_deform_attn_fwd_cpu_bf16(a, nthreads);
+    Py_END_ALLOW_THREADS
+  } else {
+    const mfuser::DeformArgsT<float> a{ptr<const float>(value), ptr<const int64_t>(shapes), ptr<const int64_t>(starts),
+                                       ptr<const float>(loc), ptr<const float>(attn), ptr<float>(out),
+                                       B, S, M, D, Lq, L, P};
+    Py_BEGIN_ALLOW_THREADS mfuser::ms_deform_attn_fwd_cpu(a, nthreads);
+    Py_END_ALLOW_THREADS
+  }
+  Py_RETURN_NONE;
+}
+
 PyObject* py_scan_level(PyObject*, PyObject*) { return PyLong_FromLong(mfuser::selective_scan_cpu_level()); }
 
 PyMethodDef methods[] = {
@@ -76,8 +122,12 @@ PyMethodDef methods[] = {
      "Vector code path the CPU selective scan uses here: 2 AVX-512, 1 AVX2+FMA, 0 portable."},
     {"selective_scan_fwd_cpu", py_scan_fwd, METH_VARARGS,
      "Fused selective scan forward on CPU (raw pointers; use mfuser.layers.selective_scan)."},
+    {"selective_scan_fwd_cpu_bf16", py_scan_fwd_bf16, METH_VARARGS,
+     "Fused selective scan forward on CPU, bfloat16 inputs and output, float32 state (raw pointers)."},
     {"selective_scan_bwd_cpu", py_scan_bwd, METH_VARARGS,
      "Fused selective scan backward on CPU (raw pointers; use mfuser.layers.selective_scan)."},
+    {"ms_deform_attn_fwd_cpu", py_deform_fwd, METH_VARARGS,
+     "Fused multi-scale deformable attention sampling on CPU, forward only (raw pointers; use mfuser.layers)."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "mfuser compiled CPU kernels", -1, methods,

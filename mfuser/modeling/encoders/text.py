@@ -104,7 +104,11 @@ class PromptTextEncoder(OfficialCheckpointLoader, nn.Module):
         tokens = self._tokens(class_names)
         if self.training:
             return self.encode_tokens(tokens)
-        key = (tuple(class_names), self.contexts._version, self.contexts.device, self.contexts.dtype)
+        # the autocast state is part of the key: embeddings cached under bf16 autocast are bf16 and must not be
+        # handed to a float32 forward (nor float32 ones stand in for what a bf16 run computes)
+        kind = self.contexts.device.type
+        amp = (torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)) if kind in ("cpu", "cuda") else None
+        key = (tuple(class_names), self.contexts._version, self.contexts.device, self.contexts.dtype, amp)
         if self._out_cache is None or self._out_cache[0] != key:
             with torch.no_grad():
                 self._out_cache = (key, self.encode_tokens(tokens))

@@ -25,6 +25,11 @@ the model is not taught to predict "no class" on unlabelled pixels.
 ``pred_masks`` (B, K, h, w) and ``sem_seg`` (B, H, W) must cover the same field of view (the
 padded input image; h = H / 4 when H is divisible by 4): points are sampled in normalised [0, 1]
 coordinates on both.
+
+Precision: both losses are computed in float32 also under bf16 / fp16 autocast (autocast is switched off inside
+and the predictions are cast up): the cross-entropies, the point sampling, the Dice sums over 12544 points and
+the cosine score map would otherwise run partly in bf16 (8-bit mantissa). Gradients flow back through the casts
+to the bf16 activations.
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ import torch.nn.functional as F
 from detectron2.projects.point_rend.point_features import get_uncertain_point_coords_with_randomness, point_sample
 from detectron2.utils import comm
 from torch import nn
+
+from mfuser.layers.amp import float32_region, to_float32
 
 __all__ = ["MFuserCriterion", "score_map_loss"]
 
@@ -187,6 +194,10 @@ class MFuserCriterion(nn.Module):
             raise ValueError(f"sem_seg must be (B={B}, H, W), got {tuple(sem_seg.shape)}")
         if sem_seg.is_floating_point():
             raise ValueError(f"sem_seg must be an integer tensor, got {sem_seg.dtype}")
+        with float32_region(pred_logits.device.type):  # see "Precision" in the module docstring
+            return self._losses(to_float32(outputs), sem_seg)
+
+    def _losses(self, outputs: dict, sem_seg: torch.Tensor) -> dict[str, torch.Tensor]:
         target_classes, matched, valid = self._targets(sem_seg)
         num_masks = self._num_masks(matched)
 
@@ -241,6 +252,12 @@ def score_map_loss(
         )
     if sem_seg.dim() != 3 or sem_seg.shape[0] != dense_emb.shape[0]:
         raise ValueError(f"sem_seg must be (B={dense_emb.shape[0]}, H, W), got {tuple(sem_seg.shape)}")
+    with float32_region(dense_emb.device.type):  # see "Precision" in the module docstring
+        return _score_map_ce(to_float32(dense_emb), to_float32(text), sem_seg, to_float32(scale), to_float32(bias),
+                             ignore_label, avg_non_ignore)
+
+
+def _score_map_ce(dense_emb, text, sem_seg, scale, bias, ignore_label, avg_non_ignore):
     score = torch.einsum("bchw,bkc->bkhw", F.normalize(dense_emb, dim=1), F.normalize(text, dim=2)) * scale
     if bias is not None:
         score = score + bias

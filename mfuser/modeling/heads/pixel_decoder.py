@@ -222,7 +222,8 @@ class MFuserPixelDecoder(nn.Module):
         # kept on the CPU: MSDeformAttn only reads them as Python ints (no device sync)
         spatial_shapes = torch.as_tensor(sizes, dtype=torch.long)
         level_start_index = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
-        reference_points = self._reference_points(sizes, B, src.device, src.dtype)
+        # float32 also under bf16 autocast: pixel centres (j + 0.5) / W in bf16 would be off by up to a quarter pixel
+        reference_points = self._reference_points(sizes, B, src.device, torch.promote_types(src.dtype, torch.float32))
 
         text_tokens = self.text_proj(text)
         text_pos = self.text_pos.weight[None]

@@ -13,13 +13,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN
 
+from mfuser.layers.amp import float32_region, to_float32
 from mfuser.modeling.heads import score_map_loss
 
-__all__ = ["CLIP_MEAN_RGB", "MFuser", "semantic_inference", "window_starts"]
+__all__ = ["CLIP_MEAN_RGB", "DEFAULT_WINDOW_BATCH", "MFuser", "WINDOW_BATCH_BY_DEVICE", "semantic_inference",
+           "window_starts"]
 
 #: The OpenAI-CLIP mean colour (RGB, 0-255): the default ``pad_value``. The official pipeline pads with 0 after
 #: its CLIP normalisation, i.e. with this colour before it, for every variant.
 CLIP_MEAN_RGB = tuple(255.0 * m for m in OPENAI_DATASET_MEAN)
+
+#: Windows per forward in sliding-window inference when ``window_batch_size`` is None ("per device"), by device
+#: type; other devices use :data:`DEFAULT_WINDOW_BATCH`. The rule comes from ``tools/benchmark.py slide``
+#: (docs/benchmarks.md, "Window batch per device"): on a CPU one 512 window already gives every matmul 1297 x 1024
+#: rows or more per stream, so batching only adds memory traffic (1024 x 2048, 18 windows, full-size EVA02 model,
+#: two threads: 183 s one window per forward, 207 s six per forward, in fp32; bf16 likewise, see the docs).
+WINDOW_BATCH_BY_DEVICE = {"cpu": 1}
+#: Windows per forward elsewhere (GPUs, where one window under-uses the device): the published value.
+DEFAULT_WINDOW_BATCH = 6
 
 
 def semantic_inference(pred_logits: torch.Tensor, pred_masks: torch.Tensor) -> torch.Tensor:
@@ -86,7 +97,7 @@ class MFuser(nn.Module):
         inference_mode: str = "slide",
         crop_size: tuple[int, int] = (512, 512),
         stride: tuple[int, int] = (341, 341),
-        window_batch_size: int = 6,
+        window_batch_size: int | None = None,
         window_score_resize: str = "full",
         score_map_avg_non_ignore: bool = False,
         score_softmax: bool = False,
@@ -105,7 +116,8 @@ class MFuser(nn.Module):
             ignore_label: label value ignored by the losses.
             inference_mode: "slide" (windows of ``crop_size`` every ``stride``, averaged) or "whole".
             crop_size, stride: (height, width) of the sliding windows (reference: 512, 341).
-            window_batch_size: windows per forward pass in sliding-window inference.
+            window_batch_size: windows per forward pass in sliding-window inference; None (the default): per device,
+                :data:`WINDOW_BATCH_BY_DEVICE` (1 on a CPU, measured) else :data:`DEFAULT_WINDOW_BATCH` (6).
             window_score_resize: how the head's 1/4-grid scores are mapped back onto an input whose size is
                 not a multiple of the patch (a 512 px window with /14 encoders: 36x36 tokens cover 504 px).
                 ``"full"`` (the official code): resize them to the whole input, stretching the covered 504 px
@@ -145,7 +157,9 @@ class MFuser(nn.Module):
         self.inference_mode = inference_mode
         self.crop_size = tuple(crop_size)
         self.stride = tuple(stride)
-        self.window_batch_size = int(window_batch_size)
+        if window_batch_size is not None and int(window_batch_size) < 1:
+            raise ValueError(f"window_batch_size must be >= 1 or None (per device); got {window_batch_size!r}")
+        self.window_batch_size = None if window_batch_size is None else int(window_batch_size)
         if window_score_resize not in ("full", "covered"):
             raise ValueError(f"window_score_resize must be 'full' or 'covered'; got {window_score_resize!r}")
         self.window_score_resize = window_score_resize
@@ -163,6 +177,14 @@ class MFuser(nn.Module):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def windows_per_forward(self, device: torch.device | None = None) -> int:
+        """The window batch of sliding-window inference on ``device`` (default: the model's): ``window_batch_size``,
+        or when it is None the per-device rule :data:`WINDOW_BATCH_BY_DEVICE`."""
+        if self.window_batch_size is not None:
+            return self.window_batch_size
+        kind = (device if device is not None else self.device).type
+        return WINDOW_BATCH_BY_DEVICE.get(kind, DEFAULT_WINDOW_BATCH)
 
     @property
     def checkpoint_optional_prefixes(self) -> tuple[str, ...]:
@@ -258,10 +280,18 @@ class MFuser(nn.Module):
 
     # ---------------------------------------------------------------------------------------------
     def predict_windows(self, windows: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) -> (N, K, H, W) class scores, resized as ``window_score_resize`` says."""
+        """(N, 3, H, W) -> (N, K, H, W) float32 class scores, resized as ``window_score_resize`` says.
+
+        Under autocast the network runs in bf16 / fp16, but the scores are formed from its logits and mask logits
+        in float32: rounded to bf16 (8-bit mantissa), close class scores would tie or swap in the argmax.
+        """
         outputs, _, _ = self.forward_features(windows, text)
-        scores = semantic_inference(outputs["pred_logits"], outputs["pred_masks"])
-        hw = tuple(windows.shape[-2:])
+        with float32_region(windows.device.type):
+            return self._window_scores(to_float32(outputs["pred_logits"]), to_float32(outputs["pred_masks"]),
+                                       tuple(windows.shape[-2:]))
+
+    def _window_scores(self, pred_logits: torch.Tensor, pred_masks: torch.Tensor, hw: tuple[int, int]):
+        scores = semantic_inference(pred_logits, pred_masks)
         if self.window_score_resize == "full":
             return F.interpolate(scores, size=hw, mode="bilinear", align_corners=False)
         ch, cw = self.covered_size(hw)
@@ -284,8 +314,9 @@ class MFuser(nn.Module):
         origins = list(itertools.product(window_starts(ph, crop_h, stride_h), window_starts(pw, crop_w, stride_w)))
         scores = padded.new_zeros(1, self.num_classes, ph, pw)
         counts = padded.new_zeros(1, 1, ph, pw)
-        for start in range(0, len(origins), self.window_batch_size):
-            chunk = origins[start : start + self.window_batch_size]
+        per_forward = self.windows_per_forward(image.device)
+        for start in range(0, len(origins), per_forward):
+            chunk = origins[start : start + per_forward]
             windows = torch.cat([padded[..., y : y + crop_h, x : x + crop_w] for y, x in chunk])
             window_scores = self.predict_windows(windows, text)
             for (y, x), s in zip(chunk, window_scores):

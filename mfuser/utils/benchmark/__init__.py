@@ -1,6 +1,6 @@
 """Model-level speed and memory benchmarks of MFuser, each reported as a ratio measured in one process.
 
-Subcommands (all on CPU by default; ``--device cuda`` on a GPU, with autocast, see ``--amp``)::
+Subcommands (all on CPU by default; ``--device cuda`` on a GPU; autocast: see ``--precision``)::
 
     python tools/benchmark.py model --config-file configs/common/models/mfuser_eva02.py [--size 512]
     python tools/benchmark.py slide --config-file configs/common/models/mfuser_eva02.py --size 1024x2048 \
@@ -9,7 +9,8 @@ Subcommands (all on CPU by default; ``--device cuda`` on a GPU, with autocast, s
 
 Common options: ``--device``, ``--threads N`` (torch.set_num_threads, default 1), ``--warmup``, ``--repeats``
 (the minimum over the repeats is reported; ratios use the minima), ``--json`` (one JSON object on stdout
-instead of a table), ``--amp``, ``--seed`` and trailing ``KEY=VALUE`` config overrides
+instead of a table), ``--precision`` (alias ``--amp``) ``auto|fp32|off|bf16|fp16``, ``--no-reference``,
+``--seed`` and trailing ``KEY=VALUE`` config overrides
 (``LazyConfig.apply_overrides``, e.g. ``model.window_batch_size=3``). The config may be a model config
 (``configs/common/models/*.py``) or a training config; both define a top-level ``model``. Weights are the
 ones the config builds with (random when it names no checkpoint), which does not change speed or memory.
@@ -50,20 +51,34 @@ is reported, after ``malloc_trim`` has returned freed heap memory to the system 
 everything the call touches (tensors, oneDNN scratch, allocator slack) and misses spikes shorter than the
 sampling period.
 
+Precision: ``auto`` is bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX, the test of
+``train.precision=auto``: :func:`mfuser.layers.amp.cpu_bf16_support`), fp32 on other CPUs, and on CUDA the config's
+``train.amp`` (bf16 for model configs). When the chosen precision is not fp32, ``model`` and ``slide`` also
+measure fp32 in the same run, interleaved with it repeat by repeat, and report both (``by_precision``) with
+their ratios (``over_fp32``); ``--no-reference`` measures the chosen precision only. ``train-step`` measures
+the chosen precision only.
+
 JSON keys (all subcommands): ``subcommand``, ``config``, ``device``, ``threads``, ``precision``
-(``fp32`` / ``bf16`` / ``fp16``), ``warmup``, ``repeats``, ``overrides``, ``loadavg`` (1-minute load average
-before and after), ``targets`` (target name -> bool, where the subcommand has a target), ``notes`` (substitutions
-made to run on this machine, e.g. stand-in token ids when a SigLIP tokenizer file is absent); then
+(``fp32`` / ``bf16`` / ``fp16``), ``reference_precision`` (``fp32`` or null), ``warmup``, ``repeats``,
+``overrides``, ``loadavg`` (1-minute load average before and after), ``targets`` (target name -> bool, where the
+subcommand has a target), ``notes`` (substitutions made to run on this machine, e.g. stand-in token ids when a
+SigLIP tokenizer file is absent); then
 
 * ``model``: ``size`` [H, W], ``grid`` [h, w], ``time_encoders_s``, ``time_full_s``, ``full_over_encoders``,
   ``breakdown_s`` {encoders, fusers, pyramid, mtenhancer, pixel_decoder, transformer_decoder, text_encoder,
-  other}, ``breakdown_total_s``, ``flops_encoders``, ``flops_full``, ``flops_ratio``, ``time_over_flops``,
-  ``flops_breakdown`` (same keys as ``breakdown_s``; "other" = flops outside those modules),
+  other}, ``breakdown_total_s``, ``added_share`` (share of the breakdown outside the encoders) -- these of the chosen
+  precision, and per precision in ``by_precision`` {name: {the same keys}} --, ``flops_encoders``, ``flops_full``,
+  ``flops_ratio``, ``time_over_flops``, ``flops_breakdown`` (same keys as ``breakdown_s``; "other" = flops
+  outside those modules),
   ``flops_uncounted_ops`` {op: count}, ``text_tower_calls``, ``text_tower_images``, ``text_cached``
   (None where the model has no ``text_encoder.tower.transformer`` to count).
 * ``slide``: ``size``, ``crop_size``, ``stride``, ``num_windows``, ``window_batch``, ``time_single_s``,
   ``time_batched_s``, ``speedup`` (single / batched), ``peak_mem_single_mb``, ``peak_mem_batched_mb``,
-  ``mem_ratio`` (batched / single), ``memory_method``, ``max_abs_diff``.
+  ``mem_ratio`` (batched / single), ``max_abs_diff`` -- per precision also in ``by_precision``, where the reference
+  has ``agreement`` {pixels_same_label, max_abs_score_diff} with the chosen precision's window-by-window output --,
+  ``memory_method``, ``faster_window_batch`` (1 or ``window_batch``, whichever was faster in the chosen precision).
+* with a reference: ``over_fp32`` {time key: chosen / fp32; ``breakdown_s``: per component} and the targets
+  ``full_bf16_over_fp32<=0.45`` and ``added_share_bf16<=fp32`` (``model``).
 * ``train-step``: ``batch``, ``crop``, ``trainable_params``, ``time_plain_s``, ``time_ckpt_s``,
   ``time_ratio`` (ckpt / plain), ``peak_mem_plain_mb``, ``peak_mem_ckpt_mb``, ``mem_ratio`` (plain / ckpt),
   ``memory_method``, ``loss_plain``, ``loss_ckpt`` (the loss of each measured step; the steps update the

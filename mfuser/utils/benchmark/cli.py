@@ -10,9 +10,10 @@ import warnings
 import torch
 from torch import nn
 
+from mfuser.layers.amp import cpu_bf16_support
 from mfuser.utils.cli import non_negative_int, positive_int, size_hw
 
-from .measure import BenchmarkError
+from .measure import PRECISION_DTYPES, TARGET_BF16_OVER_FP32, BenchmarkError, set_clock
 from .runs import run_model, run_slide, run_train_step
 
 __all__ = ["build_parser", "main"]
@@ -26,10 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--warmup", type=non_negative_int, default=1, help="untimed runs before timing (default 1)")
     common.add_argument("--repeats", type=positive_int, default=3,
                         help="timed runs; the minimum is reported (default 3)")
-    common.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
-                        help="autocast: auto = on CUDA the config's train.amp precision (bf16 for model configs "
-                             "or when train.amp is enabled), off where train.amp.enabled is False, and always off "
-                             "on CPU; bf16 / fp16 force it (fp16: CUDA only)")
+    common.add_argument("--precision", "--amp", dest="precision", choices=("auto", "fp32", "off", "bf16", "fp16"),
+                        default="auto",
+                        help="autocast: auto = on a CPU bf16 where it computes bf16 natively (as train.precision=auto)"
+                             " else fp32; on CUDA the config's train.amp precision (bf16 for model configs or when "
+                             "train.amp is enabled), fp32 where train.amp.enabled is False; fp32 (= off), bf16, "
+                             "fp16 (CUDA only) force it. `model` and `slide` also measure fp32 in the same run "
+                             "and report both side by side (see --no-reference)")
+    common.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall (default) or cpu: the process's CPU time, which on a machine shared with other "
+                             "jobs leaves out the time slices a --threads 1 run waits for a core (CPU only)")
+    common.add_argument("--no-reference", action="store_true",
+                        help="model / slide: measure only the chosen precision, not also fp32 beside it")
     common.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     common.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     common.add_argument("opts", nargs="*", metavar="KEY=VALUE", help="config overrides")
@@ -74,22 +83,37 @@ def load_model_config(config_file: str, opts: list[str]):
     return cfg
 
 
-def resolve_precision(amp: str, cfg, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None = fp32) following ``--amp`` (see its help)."""
-    if amp == "off":
-        return None
+def resolve_precision(amp: str, cfg, device: torch.device) -> str:
+    """The precision name ("fp32", "bf16", "fp16") following ``--precision`` / ``--amp`` (see its help)."""
+    if amp in ("off", "fp32"):
+        return "fp32"
     if amp in ("bf16", "fp16"):
         if amp == "fp16" and device.type != "cuda":
-            raise BenchmarkError("--amp fp16 needs --device cuda (use bf16 on CPU)")
-        return torch.bfloat16 if amp == "bf16" else torch.float16
-    if device.type != "cuda":
-        return None
+            raise BenchmarkError("--precision fp16 needs --device cuda (use bf16 on CPU)")
+        return amp
+    if device.type != "cuda":  # the CPU rule of mfuser.engine.precision's "auto"
+        return "bf16" if cpu_bf16_support()[0] else "fp32"
     train_amp = cfg.get("train", {}).get("amp", None) if hasattr(cfg, "get") else None
     if train_amp is None:
-        return torch.bfloat16
+        return "bf16"
     if not train_amp.get("enabled", False):
-        return None
-    return torch.float16 if train_amp.get("precision", "bf16") == "fp16" else torch.bfloat16
+        return "fp32"
+    return "fp16" if train_amp.get("precision", "bf16") == "fp16" else "bf16"
+
+
+def compare_precisions(result: dict, name: str, ref: str) -> None:
+    """Add ``over_<ref>`` (time ratios name / ref of the same run) and the targets of issue 14 to ``result``."""
+    per = result["by_precision"]
+    a, b = per[name], per[ref]
+    keys = [k for k in ("time_encoders_s", "time_full_s", "time_single_s", "time_batched_s") if k in a]
+    ratios = {k: a[k] / b[k] for k in keys}
+    if "breakdown_s" in a:
+        ratios["breakdown_s"] = {k: (a["breakdown_s"][k] / b["breakdown_s"][k]) if b["breakdown_s"][k] > 0 else None
+                                 for k in a["breakdown_s"]}
+        result["targets"][f"full_{name}_over_{ref}<={TARGET_BF16_OVER_FP32}"] = \
+            ratios["time_full_s"] <= TARGET_BF16_OVER_FP32
+        result["targets"][f"added_share_{name}<={ref}"] = a["added_share"] <= b["added_share"]
+    result[f"over_{ref}"] = ratios
 
 
 class _StandInTokenizer:
@@ -139,9 +163,36 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def print_table(result: dict, file=sys.stdout) -> None:
+def _print_side_by_side(per: dict, file) -> None:
+    """One row per measured key: its value in every precision, and the ratio of the first to the last."""
+    names = list(per)
+    rows = []
+    for key, value in per[names[0]].items():
+        if isinstance(value, dict):
+            rows += [(f"{key}.{k}", [per[n].get(key, {}).get(k) for n in names]) for k in value]
+        else:
+            rows.append((key, [per[n].get(key) for n in names]))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'':<{width}}  " + "  ".join(f"{n:>10}" for n in names) + f"  {names[0] + '/' + names[-1]:>10}",
+          file=file)
+    for key, vals in rows:
+        if any(isinstance(v, dict) for v in vals):
+            continue
+        cells = "  ".join(f"{_fmt(v):>10}" for v in vals)
+        a, b = vals[0], vals[-1]
+        ratio = _fmt(a / b) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
+        print(f"{key:<{width}}  {cells}  {ratio:>10}", file=file)
+
+
+def print_table(result: dict, file=None) -> None:
+    file = file or sys.stdout  # looked up at call time (a default argument would keep the stdout of import time)
     width = max(len(k) for k in result)
     for k, v in result.items():
+        if k == "by_precision":
+            if len(v) > 1:
+                print("by precision (same run)", file=file)
+                _print_side_by_side(v, file)
+            continue
         if isinstance(v, dict) and v and k in ("breakdown_s", "flops_breakdown"):
             total = sum(v.values()) or 1
             print(f"{k:<{width}}", file=file)
@@ -168,10 +219,17 @@ def main(argv=None) -> int:
             raise BenchmarkError(f"--device must be cpu or cuda[:i], got {args.device!r}")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise BenchmarkError(f"--device {args.device}: CUDA is not available")
+        if args.clock == "cpu" and device.type != "cpu":
+            raise BenchmarkError("--clock cpu measures CPU time: use it with --device cpu")
+        set_clock(args.clock)
         torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
         cfg = load_model_config(args.config_file, args.opts)
-        dtype = resolve_precision(args.amp, cfg, device)
+        precision = resolve_precision(args.precision, cfg, device)
+        names = [precision]
+        if precision != "fp32" and args.subcommand in ("model", "slide") and not args.no_reference:
+            names.append("fp32")  # the reference, measured in the same run
+        dtypes = {n: PRECISION_DTYPES[n] for n in names}
         load_before = os.getloadavg()[0]
         model, notes = build_model(cfg, device)
         result = {
@@ -179,13 +237,17 @@ def main(argv=None) -> int:
             "config": args.config_file,
             "device": str(device),
             "threads": args.threads,
-            "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype],
+            "clock": args.clock,
+            "precision": precision,
+            "reference_precision": names[1] if len(names) > 1 else None,
             "warmup": args.warmup,
             "repeats": args.repeats,
             "overrides": list(args.opts),
             "notes": notes,
         }
-        result.update(RUNNERS[args.subcommand](args, cfg, model, device, dtype))
+        result.update(RUNNERS[args.subcommand](args, cfg, model, device, dtypes))
+        if len(names) > 1:
+            compare_precisions(result, names[0], names[1])
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
 
 import torch
 from torch import nn
@@ -17,6 +16,7 @@ from .measure import (
     BenchmarkError,
     PeakMemory,
     autocast,
+    clock,
     random_image,
     sync,
     time_call,
@@ -101,12 +101,12 @@ def timed_components(model: nn.Module, device: torch.device):
         @functools.wraps(fn)
         def timed(*args, **kwargs):
             sync(device)
-            start = time.perf_counter()
+            start = clock()
             try:
                 return fn(*args, **kwargs)
             finally:
                 sync(device)
-                totals[key] += time.perf_counter() - start
+                totals[key] += clock() - start
 
         return timed
 
@@ -148,47 +148,74 @@ def count_text_tower_calls(model: nn.Module, device: torch.device, dtype, genera
     return calls[0], len(images)
 
 
-def run_model(args, cfg, model, device, dtype) -> dict:
+def run_model(args, cfg, model, device, dtypes: dict) -> dict:
+    """Time the full model and the encoders alone in every precision of ``dtypes`` ({name: autocast dtype or None},
+    the first one the reported precision), interleaved within each repeat; FLOPs and the text-tower check once.
+
+    Returns the first precision's keys at the top level and ``{"by_precision": {name: per-precision keys}}``.
+    """
     gen = torch.Generator().manual_seed(args.seed)
     model.eval()
-    text_calls, text_images = count_text_tower_calls(model, device, dtype, gen)
+    first = next(iter(dtypes.values()))
+    text_calls, text_images = count_text_tower_calls(model, device, first, gen)
     images = random_image(args.size, gen)[None].float().to(device)
     grid = tuple(model.backbone.vfm.grid(args.size))
-    with torch.no_grad(), autocast(device, dtype):
-        text = model.class_embeddings()
+    t_enc = {n: [] for n in dtypes}
+    t_full = {n: [] for n in dtypes}
+    breakdown = dict.fromkeys(dtypes)
+    with torch.no_grad():
+        texts = {}
+        for name, dtype in dtypes.items():
+            with autocast(device, dtype):
+                texts[name] = model.class_embeddings()
         enc = functools.partial(encoders_forward, model.backbone, images)
-        full = functools.partial(full_forward, model, images, text)
+
+        def full(name):
+            return full_forward(model, images, texts[name])
+
         for _ in range(args.warmup):
-            enc()
-            full()
-        t_enc, t_full = [], []
-        for _ in range(args.repeats):  # interleaved, so that load changes hit both alike
-            t_enc.append(time_call(enc, device)[0])
-            t_full.append(time_call(full, device)[0])
-        breakdown = None
+            for name, dtype in dtypes.items():
+                with autocast(device, dtype):
+                    enc()
+                    full(name)
+        for _ in range(args.repeats):  # interleaved, so that load changes hit every measurement alike
+            for name, dtype in dtypes.items():
+                with autocast(device, dtype):
+                    t_enc[name].append(time_call(enc, device)[0])
+                    t_full[name].append(time_call(functools.partial(full, name), device)[0])
         for _ in range(args.repeats):  # separate runs: the timers (and their syncs) perturb the totals
-            with timed_components(model, device) as totals:
-                elapsed = time_call(full, device)[0]
-            totals["other"] = max(elapsed - sum(totals.values()), 0.0)
-            if breakdown is None or elapsed < breakdown[0]:
-                breakdown = (elapsed, dict(totals))
+            for name, dtype in dtypes.items():
+                with autocast(device, dtype), timed_components(model, device) as totals:
+                    elapsed = time_call(functools.partial(full, name), device)[0]
+                totals["other"] = max(elapsed - sum(totals.values()), 0.0)
+                if breakdown[name] is None or elapsed < breakdown[name][0]:
+                    breakdown[name] = (elapsed, dict(totals))
+    per = {}
+    for name in dtypes:
+        total, parts = breakdown[name]
+        per[name] = {
+            "time_encoders_s": min(t_enc[name]),
+            "time_full_s": min(t_full[name]),
+            "full_over_encoders": min(t_full[name]) / min(t_enc[name]),
+            "breakdown_s": parts,
+            "breakdown_total_s": total,
+            "added_share": added_share(parts),
+        }
     result = {
         "size": list(args.size),
         "grid": list(grid),
-        "time_encoders_s": min(t_enc),
-        "time_full_s": min(t_full),
-        "full_over_encoders": min(t_full) / min(t_enc),
-        "breakdown_s": breakdown[1],
-        "breakdown_total_s": breakdown[0],
+        **per[next(iter(dtypes))],
         "text_tower_calls": text_calls,
         "text_tower_images": text_images,
         "text_cached": None if text_calls is None else text_calls <= 1,
+        "by_precision": per,
     }
     targets = {"text_tower_once": bool(result["text_cached"])}
     if not args.no_flops:
-        with torch.no_grad(), autocast(device, dtype):
+        with torch.no_grad(), autocast(device, first):
             f_enc, _, _ = count_flops(FunctionModule(model.backbone, encoders_forward), (images,))
-            f_full, by_module, unsupported = count_flops(FunctionModule(model, full_forward), (images, text))
+            f_full, by_module, unsupported = count_flops(FunctionModule(model, full_forward),
+                                                         (images, texts[next(iter(dtypes))]))
         flops_breakdown = dict.fromkeys(BREAKDOWN_KEYS, 0)
         for scope, key in _FLOP_SCOPES.items():
             flops_breakdown[key] += int(by_module.get(scope, 0))
@@ -206,19 +233,29 @@ def run_model(args, cfg, model, device, dtype) -> dict:
     return result
 
 
+def added_share(breakdown: dict) -> float:
+    """The share of the full forward's time spent outside the frozen encoders (fusers, pyramid, heads, "other")."""
+    total = sum(breakdown.values())
+    return (total - breakdown["encoders"]) / total if total > 0 else float("nan")
+
+
 # ------------------------------------------------------------------------------------------------ slide
-def run_slide(args, cfg, model, device, dtype) -> dict:
-    from mfuser.modeling.meta_arch.mfuser import window_starts
+def run_slide(args, cfg, model, device, dtypes: dict) -> dict:
+    """Sliding-window inference with one window per forward and with ``--window-batch`` windows per forward, in
+    every precision of ``dtypes`` (interleaved within each repeat). Returns the first precision's keys at the top
+    level and ``by_precision`` (with ``agreement`` of each precision's labels with the first one's)."""
+    from mfuser.modeling.meta_arch.mfuser import DEFAULT_WINDOW_BATCH, window_starts
 
     gen = torch.Generator().manual_seed(args.seed)
     model.eval()
     model.inference_mode = "slide"
-    window_batch = args.window_batch or int(model.window_batch_size)
+    window_batch = args.window_batch or model.window_batch_size or DEFAULT_WINDOW_BATCH
     h, w = args.size
     (ch, cw), (sh, sw) = model.crop_size, model.stride
     num_windows = len(window_starts(max(h, ch), ch, sh)) * len(window_starts(max(w, cw), cw, sw))
     inputs = [{"image": random_image(args.size, gen), "height": h, "width": w}]
     modes = {"single": 1, "batched": window_batch}
+    saved = model.window_batch_size
 
     def infer(batch_size):
         model.window_batch_size = batch_size
@@ -231,42 +268,65 @@ def run_slide(args, cfg, model, device, dtype) -> dict:
         wh = (ch, cw + (batch_size - 1) * sw)
         model([{"image": random_image(wh, gen), "height": wh[0], "width": wh[1]}])
 
-    with torch.no_grad(), autocast(device, dtype):
-        for _ in range(args.warmup):
-            for size in modes.values():
-                warm(size)
-        times = {m: [] for m in modes}
-        peaks = {m: [] for m in modes}
-        outputs = {}
-        for _ in range(args.repeats):
-            for mode, size in modes.items():
-                with PeakMemory(device) as mem:
-                    t, outputs[mode] = time_call(functools.partial(infer, size), device)
-                times[mode].append(t)
-                peaks[mode].append(mem.peak)
-    diff = (outputs["single"].float() - outputs["batched"].float()).abs().max().item()
-    t1, tb = min(times["single"]), min(times["batched"])
-    m1, mb = max(peaks["single"]), max(peaks["batched"])
+    times = {(n, m): [] for n in dtypes for m in modes}
+    peaks = {(n, m): [] for n in dtypes for m in modes}
+    outputs = {}
+    try:
+        with torch.no_grad():
+            for _ in range(args.warmup):
+                for dtype in dtypes.values():
+                    with autocast(device, dtype):
+                        for size in modes.values():
+                            warm(size)
+            for _ in range(args.repeats):
+                for name, dtype in dtypes.items():
+                    for mode, size in modes.items():
+                        with autocast(device, dtype), PeakMemory(device) as mem:
+                            t, outputs[name, mode] = time_call(functools.partial(infer, size), device)
+                        times[name, mode].append(t)
+                        peaks[name, mode].append(mem.peak)
+    finally:
+        model.window_batch_size = saved
+    first = next(iter(dtypes))
+    per = {}
+    for name in dtypes:
+        t1, tb = min(times[name, "single"]), min(times[name, "batched"])
+        m1, mb = max(peaks[name, "single"]), max(peaks[name, "batched"])
+        single, batched = outputs[name, "single"], outputs[name, "batched"]
+        per[name] = {
+            "time_single_s": t1,
+            "time_batched_s": tb,
+            "speedup": t1 / tb,
+            "peak_mem_single_mb": to_mb(m1),
+            "peak_mem_batched_mb": to_mb(mb),
+            "mem_ratio": (mb / m1) if m1 > 0 else None,
+            "max_abs_diff": (single.float() - batched.float()).abs().max().item(),
+        }
+        if name != first:  # how far this precision's prediction is from the first one's (same image, single mode)
+            ref = outputs[first, "single"]
+            per[name]["agreement"] = {
+                "pixels_same_label": (single.argmax(0) == ref.argmax(0)).float().mean().item(),
+                "max_abs_score_diff": (single.float() - ref.float()).abs().max().item(),
+            }
+    best = min(modes, key=lambda m: min(times[first, m]))
     return {
         "size": [h, w],
         "crop_size": [ch, cw],
         "stride": [sh, sw],
         "num_windows": num_windows,
         "window_batch": window_batch,
-        "time_single_s": t1,
-        "time_batched_s": tb,
-        "speedup": t1 / tb,
-        "peak_mem_single_mb": to_mb(m1),
-        "peak_mem_batched_mb": to_mb(mb),
-        "mem_ratio": (mb / m1) if m1 > 0 else None,
+        **per[first],
         "memory_method": mem.method,
-        "max_abs_diff": diff,
-        "targets": {"batched_faster": tb < t1},
+        "faster_window_batch": modes[best],
+        "by_precision": per,
+        "targets": {"batched_faster": per[first]["time_batched_s"] < per[first]["time_single_s"]},
     }
 
 
 # ------------------------------------------------------------------------------------------------ train-step
-def run_train_step(args, cfg, model, device, dtype) -> dict:
+def run_train_step(args, cfg, model, device, dtypes: dict) -> dict:
+    """One optimizer step without / with activation checkpointing, in the first precision of ``dtypes`` only."""
+    dtype = next(iter(dtypes.values()))
     if not hasattr(model.backbone, "activation_checkpointing"):
         raise BenchmarkError("model.backbone has no `activation_checkpointing` flag")
     gen = torch.Generator().manual_seed(args.seed)

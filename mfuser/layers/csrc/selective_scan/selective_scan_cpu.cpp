@@ -15,6 +15,11 @@
 // The backward recomputes dt and the states of one channel into a per-task scratch (2 * L * NP + 2 * L
 // floats) instead of storing (batch, dim, L, N) in the forward; dB and dC are accumulated in per-task
 // buffers (batch, G, L, NP) and summed by the caller (deterministic for a fixed thread count).
+//
+// bf16 forward (selective_scan_fwd_cpu_bf16): u, delta, B, C are read as bfloat16 and y is written as bfloat16
+// (round to nearest even), while dt, the state h, the decays and every sum stay float32, as in mamba_ssm's CUDA
+// kernel: under CPU autocast the fuser's projections produce bf16, and reading them directly saves converting
+// four (batch, dim, L)-sized tensors to float32 and the output back. The same templated code serves both types.
 
 #include "selective_scan_cpu.h"
 
@@ -47,11 +52,15 @@ template <>
 struct Vec<8> {
   typedef float F __attribute__((vector_size(32)));
   typedef int I __attribute__((vector_size(32)));
+  typedef unsigned U __attribute__((vector_size(32)));
+  typedef unsigned short H __attribute__((vector_size(16)));  // 8 bf16
 };
 template <>
 struct Vec<16> {
   typedef float F __attribute__((vector_size(64)));
   typedef int I __attribute__((vector_size(64)));
+  typedef unsigned U __attribute__((vector_size(64)));
+  typedef unsigned short H __attribute__((vector_size(32)));  // 16 bf16
 };
 
 template <typename V>
@@ -69,6 +78,42 @@ MFUSER_INLINE void vstore(float* p, const V& v) {
 template <typename V>
 MFUSER_INLINE V vzero() {
   return V{};
+}
+
+// W consecutive values of type float or bf16 as a float vector (bf16: the 16 bits become the float's upper half).
+template <int W>
+MFUSER_INLINE typename Vec<W>::F vload_as_float(const float* p) {
+  return vload<typename Vec<W>::F>(p);
+}
+
+template <int W>
+MFUSER_INLINE typename Vec<W>::F vload_as_float(const bf16* p) {
+  typename Vec<W>::H h;
+  std::memcpy(&h, p, sizeof(h));
+  return (typename Vec<W>::F)(__builtin_convertvector(h, typename Vec<W>::U) << 16);
+}
+
+MFUSER_INLINE float to_float(float v) { return v; }
+
+MFUSER_INLINE float to_float(bf16 v) {
+  const uint32_t b = static_cast<uint32_t>(v.bits) << 16;
+  float f;
+  std::memcpy(&f, &b, sizeof(f));
+  return f;
+}
+
+MFUSER_INLINE void store_from_float(float* p, float v) { *p = v; }
+
+// float -> bf16, round to nearest even (torch's rounding); NaN stays a (quiet) NaN.
+MFUSER_INLINE void store_from_float(bf16* p, float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, sizeof(b));
+  if ((b & 0x7fffffffu) > 0x7f800000u) {
+    p->bits = static_cast<uint16_t>((b >> 16) | 0x0040u);
+    return;
+  }
+  b += 0x7fffu + ((b >> 16) & 1u);
+  p->bits = static_cast<uint16_t>(b >> 16);
 }
 
 MFUSER_INLINE float hsum(const Vec<8>::F& v) {
@@ -161,22 +206,23 @@ MFUSER_INLINE typename Vec<W>::F vsigmoid(const typename Vec<W>::F& x) {
   return 1.0f / (vexp<W>(-x) + 1.0f);
 }
 
-// dt[l] = softplus(delta[l] + bias) or delta[l] + bias; if xout: also stores delta[l] + bias (for the backward).
-template <int W>
-MFUSER_INLINE void compute_dt(const ScanArgs& a, int64_t bd, float* dt, float* xout) {
+// dt[l] = softplus(delta[l] + bias) or delta[l] + bias (float32); if xout: also stores delta[l] + bias (for the
+// backward).
+template <int W, typename T>
+MFUSER_INLINE void compute_dt(const ScanArgsT<T>& a, int64_t bd, float* dt, float* xout) {
   typedef typename Vec<W>::F F;
-  const float* x = a.delta + bd * a.L;
+  const T* x = a.delta + bd * a.L;
   const float bias = a.bias ? a.bias[bd % a.dim] : 0.0f;
   int64_t l = 0;
   for (; l + W <= a.L; l += W) {
-    const F v = vload<F>(x + l) + bias;
+    const F v = vload_as_float<W>(x + l) + bias;
     if (xout) vstore(xout + l, v);
     vstore(dt + l, a.softplus ? vsoftplus<W>(v) : v);
   }
   if (l < a.L) {  // tail through a zero-padded vector
-    float tmp[W] = {};
-    std::memcpy(tmp, x + l, (a.L - l) * sizeof(float));
-    const F v = vload<F>(tmp) + bias;
+    T tmp[W] = {};
+    std::memcpy(static_cast<void*>(tmp), x + l, (a.L - l) * sizeof(T));
+    const F v = vload_as_float<W>(tmp) + bias;
     float out[W];
     vstore(out, a.softplus ? vsoftplus<W>(v) : v);
     std::memcpy(dt + l, out, (a.L - l) * sizeof(float));
@@ -188,16 +234,16 @@ MFUSER_INLINE void compute_dt(const ScanArgs& a, int64_t bd, float* dt, float* x
 }
 
 // ---------------------------------------------------------------- forward, one (batch, channel)
-// W lanes, NC = NP / W vectors of state. dt: scratch of L floats.
-template <int W, int NC>
-MFUSER_INLINE void fwd_channel_impl(const ScanArgs& a, int64_t bd, float* y, float* last, float* dt) {
+// W lanes, NC = NP / W vectors of state, T: float or bf16 inputs and output. dt: scratch of L floats.
+template <int W, int NC, typename T>
+MFUSER_INLINE void fwd_channel_impl(const ScanArgsT<T>& a, int64_t bd, T* y, float* last, float* dt) {
   typedef typename Vec<W>::F F;
   const int64_t b = bd / a.dim, d = bd % a.dim;
   const int64_t g = d / (a.dim / a.G);
   const int64_t NP = a.NP;
-  const float* u = a.u + bd * a.L;
-  const float* Bp = a.B + (b * a.G + g) * a.L * NP;
-  const float* Cp = a.C + (b * a.G + g) * a.L * NP;
+  const T* u = a.u + bd * a.L;
+  const T* Bp = a.B + (b * a.G + g) * a.L * NP;
+  const T* Cp = a.C + (b * a.G + g) * a.L * NP;
   const float Dd = a.D ? a.D[d] : 0.0f;
   compute_dt<W>(a, bd, dt, nullptr);
   F Av[NC], h[NC];
@@ -205,19 +251,20 @@ MFUSER_INLINE void fwd_channel_impl(const ScanArgs& a, int64_t bd, float* y, flo
     Av[c] = vload<F>(a.A + d * NP + W * c);
     h[c] = vzero<F>();
   }
-  float* yo = y + bd * a.L;
+  T* yo = y + bd * a.L;
   for (int64_t l = 0; l < a.L; ++l) {
     const float dtl = dt[l];
-    const float dtu = dtl * u[l];
-    const float* Bl = Bp + l * NP;
-    const float* Cl = Cp + l * NP;
+    const float ul = to_float(u[l]);
+    const float dtu = dtl * ul;
+    const T* Bl = Bp + l * NP;
+    const T* Cl = Cp + l * NP;
     F acc = vzero<F>();
     for (int c = 0; c < NC; ++c) {
       const F e = vexp<W>(Av[c] * dtl);
-      h[c] = e * h[c] + vload<F>(Bl + W * c) * dtu;
-      acc += h[c] * vload<F>(Cl + W * c);
+      h[c] = e * h[c] + vload_as_float<W>(Bl + W * c) * dtu;
+      acc += h[c] * vload_as_float<W>(Cl + W * c);
     }
-    yo[l] = hsum(acc) + Dd * u[l];
+    store_from_float(yo + l, hsum(acc) + Dd * ul);
   }
   for (int c = 0; c < NC; ++c) vstore(last + bd * NP + W * c, h[c]);
 }
@@ -350,21 +397,26 @@ MFUSER_INLINE void bwd_channel_impl(const ScanArgs& a, const ScanGrads& gr, int6
     MFUSER_SWITCH8(FN, __VA_ARGS__)              \
   }
 
-#define MFUSER_FWD_PARAMS const ScanArgs &a, int64_t bd, float *y, float *last, float *dt
+// the forward is a template over the stored type T (float or bf16), deduced from the arguments
+#define MFUSER_FWD_PARAMS const ScanArgsT<T> &a, int64_t bd, T *y, float *last, float *dt
 #define MFUSER_FWD_ARGS a, bd, y, last, dt
 #define MFUSER_BWD_PARAMS const ScanArgs &a, const ScanGrads &gr, int64_t bd, float *dB, float *dC, float *scratch
 #define MFUSER_BWD_ARGS a, gr, bd, dB, dC, scratch
 
+template <typename T>
 void fwd_channel_base(MFUSER_FWD_PARAMS) { MFUSER_SWITCH8(fwd_channel_impl, MFUSER_FWD_ARGS) }
 void bwd_channel_base(MFUSER_BWD_PARAMS) { MFUSER_SWITCH8(bwd_channel_impl, MFUSER_BWD_ARGS) }
 #if MFUSER_X86_DISPATCH
+template <typename T>
 MFUSER_TARGET_AVX2 void fwd_channel_avx2(MFUSER_FWD_PARAMS) { MFUSER_SWITCH8(fwd_channel_impl, MFUSER_FWD_ARGS) }
 MFUSER_TARGET_AVX2 void bwd_channel_avx2(MFUSER_BWD_PARAMS) { MFUSER_SWITCH8(bwd_channel_impl, MFUSER_BWD_ARGS) }
+template <typename T>
 MFUSER_TARGET_AVX512 void fwd_channel_avx512(MFUSER_FWD_PARAMS) { MFUSER_SWITCH16(fwd_channel_impl, MFUSER_FWD_ARGS) }
 MFUSER_TARGET_AVX512 void bwd_channel_avx512(MFUSER_BWD_PARAMS) { MFUSER_SWITCH16(bwd_channel_impl, MFUSER_BWD_ARGS) }
 #endif
 
-typedef void (*FwdFn)(MFUSER_FWD_PARAMS);
+template <typename T>
+using FwdFn = void (*)(MFUSER_FWD_PARAMS);
 typedef void (*BwdFn)(MFUSER_BWD_PARAMS);
 
 }  // namespace
@@ -388,15 +440,30 @@ int clip_level(int level) {
 }
 #endif
 
-FwdFn pick_fwd(int level) {
+template <typename T>
+FwdFn<T> pick_fwd(int level) {
 #if MFUSER_X86_DISPATCH
   level = clip_level(level);
-  if (level == 2) return fwd_channel_avx512;
-  if (level == 1) return fwd_channel_avx2;
+  if (level == 2) return fwd_channel_avx512<T>;
+  if (level == 1) return fwd_channel_avx2<T>;
 #else
   (void)level;
 #endif
-  return fwd_channel_base;
+  return fwd_channel_base<T>;
+}
+
+template <typename T>
+void fwd_all(const ScanArgsT<T>& a, T* y, float* last, int nthreads, int level) {
+  const int64_t nbd = a.batch * a.dim;
+  const FwdFn<T> fwd_channel = pick_fwd<T>(level);
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<float> dt(static_cast<size_t>(a.L));
+    // dynamic: on a shared machine a preempted thread does not hold up the others (results do not depend on
+    // the schedule: every channel is computed independently)
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t bd = 0; bd < nbd; ++bd) fwd_channel(a, bd, y, last, dt.data());
+  }
 }
 
 BwdFn pick_bwd(int level) {
@@ -417,16 +484,11 @@ BwdFn pick_bwd(int level) {
 // caller: it validates shapes/dtypes/devices/contiguity and allocates every buffer.
 
 void selective_scan_fwd_cpu(const ScanArgs& a, float* y, float* last, int nthreads, int level) {
-  const int64_t nbd = a.batch * a.dim;
-  const FwdFn fwd_channel = pick_fwd(level);
-#pragma omp parallel num_threads(nthreads)
-  {
-    std::vector<float> dt(static_cast<size_t>(a.L));
-    // dynamic: on a shared machine a preempted thread does not hold up the others (results do not depend on
-    // the schedule: every channel is computed independently)
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t bd = 0; bd < nbd; ++bd) fwd_channel(a, bd, y, last, dt.data());
-  }
+  fwd_all(a, y, last, nthreads, level);
+}
+
+void selective_scan_fwd_cpu_bf16(const ScanArgsBF16& a, bf16* y, float* last, int nthreads, int level) {
+  fwd_all(a, y, last, nthreads, level);
 }
 
 void selective_scan_bwd_cpu(const ScanArgs& a, const ScanGrads& g, int64_t ntask, int nthreads, int level) {
