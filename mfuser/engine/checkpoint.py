@@ -65,7 +65,6 @@ class RNGState:
     """A checkpointable holding the process's global random generators (torch CPU, CUDA when present, numpy,
     Python's ``random``): ``state_dict()`` captures them, ``load_state_dict()`` restores them.
 
-
     Stored as tensors and plain numbers only, so that checkpoints keep loading with ``torch.load(weights_only=True)``.
     """
 
@@ -119,6 +118,7 @@ class MFuserCheckpointer(DetectionCheckpointer):
     def __init__(self, model, save_dir="", *, save_to_disk=None, strict: bool = True, **checkpointables):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.strict = strict
+        self.resumed_from: str | None = None
 
     # ------------------------------------------------------------------ saving
     def save(self, name: str, **kwargs: Any) -> None:
@@ -154,6 +154,7 @@ class MFuserCheckpointer(DetectionCheckpointer):
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
         """``resume`` and a checkpoint in ``save_dir``: load the newest intact one (see the module docstring);
         otherwise load ``path`` (model weights only), as detectron2 does."""
+        self.resumed_from = None  # the file of save_dir a resume loaded (None: started from ``path``)
         if not (resume and self.save_dir and os.path.isdir(self.save_dir)):
             return self.load(path, checkpointables=[])
         candidates = []
@@ -183,6 +184,7 @@ class MFuserCheckpointer(DetectionCheckpointer):
                 continue
             if skipped:
                 logger.warning(f"--resume: resumed from {f}, the newest intact checkpoint")
+            self.resumed_from = f
             return loaded
         raise CheckpointError(f"--resume: no checkpoint in {self.save_dir} can be read: " + "; ".join(skipped))
 

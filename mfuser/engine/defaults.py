@@ -467,7 +467,7 @@ def do_train(cfg, *, resume: bool = False):
     ])
 
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
-    start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
+    start_iter = trainer.iter + 1 if resume and checkpointer.resumed_from else 0
     sampler = find_resumable_sampler(train_loader)
     if sampler is not None:
         sampler.set_skip(start_iter * per_rank_batch_size(cfg))

@@ -332,3 +332,14 @@ def test_training_failures_are_one_error_line(tool, toy_data, monkeypatch, capsy
     err = err.strip().splitlines()
     assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
     assert "000.png" in err[0], err
+
+
+def test_resume_without_last_checkpoint_uses_the_newest_checkpoint_file(trained, tool, toy_data, monkeypatch,
+                                                                         capsys, tmp_path):
+    out = tmp_path / "run"
+    os.makedirs(out)
+    shutil.copy(os.path.join(trained, "model_0000002.pth"), out)  # last_checkpoint lost, the file is there
+    code, err = run_in_process(tool, toy_data, monkeypatch, capsys, "--resume", "dataloader.targets=[]",
+                               f"train.output_dir={out}")
+    assert code == 0, err
+    assert sorted(m["iteration"] for m in read_metrics(out) if "lr" in m) == [3, 4, 5]
