@@ -18,3 +18,14 @@ def shared_dir():
     if not os.path.isdir(SHARED):
         pytest.skip(f"shared material not found at {SHARED}")
     return SHARED
+
+
+@pytest.fixture()
+def catalogue_root(tmp_path, monkeypatch):
+    """An empty ``$DETECTRON2_DATASETS`` for the domain catalogue; what was registered from it is forgotten after."""
+    from mfuser.data import catalogue
+
+    path = str(tmp_path / "datasets")
+    monkeypatch.setenv("DETECTRON2_DATASETS", path)
+    yield path
+    catalogue.register_catalogue(str(tmp_path / "no_catalogue"))

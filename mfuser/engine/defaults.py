@@ -123,7 +123,7 @@ class EvaluationError(RuntimeError):
 # Exceptions a command line reports as one "error: ..." line without their type: bad input the user can fix
 # (missing / corrupt files and folders, a full disk, bad config values and overrides, bad checkpoints). Any other
 # exception is reported on one line too, with its type and a hint to --debug (mfuser.utils.cli.describe_error).
-CLEAR_ERRORS = (KeyError, OSError, EOFError, ValueError, CheckpointError, NonFiniteLossError, EvaluationError)
+CLEAR_ERRORS = (*cli.EXPECTED_ERRORS, CheckpointError, NonFiniteLossError, EvaluationError)
 
 
 def format_error(e: BaseException) -> str:

@@ -75,7 +75,7 @@ def setup_run_logging(output_dir: str | None, rank: int = 0, *, debug: bool = Fa
         logger = logging.getLogger(name)
         for h in [h for h in logger.handlers if getattr(h, _MARK, False)]:
             logger.removeHandler(h)
-            h.close() if isinstance(h, logging.FileHandler) else None
+            h.close()  # a FileHandler closes its file; a console handler leaves stdout open
         logger.setLevel(level)
         logger.propagate = False
         handlers = []

@@ -44,12 +44,9 @@ def write_entry_file(root, name, **fields):
 
 
 @pytest.fixture()
-def root(tmp_path, monkeypatch):
-    """An empty ``$DETECTRON2_DATASETS``; the catalogue registered from it is forgotten afterwards."""
-    path = str(tmp_path / "datasets")
-    monkeypatch.setenv("DETECTRON2_DATASETS", path)
-    yield path
-    catalogue.register_catalogue(str(tmp_path / "no_catalogue"))
+def root(catalogue_root):
+    """An empty ``$DETECTRON2_DATASETS`` (tests/conftest.py)."""
+    return catalogue_root
 
 
 def test_import_registers_every_entry(root, tmp_path):

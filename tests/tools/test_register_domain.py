@@ -26,11 +26,9 @@ def tool():
 
 
 @pytest.fixture()
-def root(tmp_path, monkeypatch):
-    path = str(tmp_path / "datasets")
-    monkeypatch.setenv("DETECTRON2_DATASETS", path)
-    yield path
-    catalogue.register_catalogue(str(tmp_path / "no_catalogue"))
+def root(catalogue_root):
+    """An empty ``$DETECTRON2_DATASETS`` (tests/conftest.py)."""
+    return catalogue_root
 
 
 def run(tool, capsys, *argv):
