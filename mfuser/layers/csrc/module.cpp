@@ -115,6 +115,35 @@ PyObject* py_deform_fwd(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
+// ms_deform_attn_bwd_cpu(value, shapes, starts, loc, attn, grad_out, grad_value, grad_loc, grad_attn,
+//                        B, S, M, D, Lq, L, P, value_is_bf16, nthreads); grad_* float32, every element written
+PyObject* py_deform_bwd(PyObject*, PyObject* args) {
+  unsigned long long value, shapes, starts, loc, attn, gout, gvalue, gloc, gattn;
+  long long B, S, M, D, Lq, L, P;
+  int is_bf16, nthreads;
+  if (!PyArg_ParseTuple(args, "KKKKKKKKKLLLLLLLii", &value, &shapes, &starts, &loc, &attn, &gout, &gvalue, &gloc,
+                        &gattn, &B, &S, &M, &D, &Lq, &L, &P, &is_bf16, &nthreads))
+    return nullptr;
+  if (B < 0 || S < 1 || M < 1 || D < 1 || Lq < 0 || L < 1 || P < 1 || nthreads < 1) {
+    PyErr_SetString(PyExc_ValueError, "ms_deform_attn_bwd_cpu: invalid sizes");
+    return nullptr;
+  }
+  const mfuser::DeformGrads g{ptr<const float>(gout), ptr<float>(gvalue), ptr<float>(gloc), ptr<float>(gattn)};
+  if (is_bf16) {
+    const mfuser::DeformArgsT<mfuser::bf16> a{ptr<const mfuser::bf16>(value), ptr<const int64_t>(shapes),
+                                              ptr<const int64_t>(starts), ptr<const float>(loc),
+                                              ptr<const float>(attn), nullptr, B, S, M, D, Lq, L, P};
+    Py_BEGIN_ALLOW_THREADS mfuser::ms_deform_attn_bwd_cpu_bf16(a, g, nthreads);
+    Py_END_ALLOW_THREADS
+  } else {
+    const mfuser::DeformArgsT<float> a{ptr<const float>(value), ptr<const int64_t>(shapes), ptr<const int64_t>(starts),
+                                       ptr<const float>(loc), ptr<const float>(attn), nullptr, B, S, M, D, Lq, L, P};
+    Py_BEGIN_ALLOW_THREADS mfuser::ms_deform_attn_bwd_cpu(a, g, nthreads);
+    Py_END_ALLOW_THREADS
+  }
+  Py_RETURN_NONE;
+}
+
 PyObject* py_scan_level(PyObject*, PyObject*) { return PyLong_FromLong(mfuser::selective_scan_cpu_level()); }
 
 PyMethodDef methods[] = {
@@ -127,7 +156,9 @@ PyMethodDef methods[] = {
     {"selective_scan_bwd_cpu", py_scan_bwd, METH_VARARGS,
      "Fused selective scan backward on CPU (raw pointers; use mfuser.layers.selective_scan)."},
     {"ms_deform_attn_fwd_cpu", py_deform_fwd, METH_VARARGS,
-     "Fused multi-scale deformable attention sampling on CPU, forward only (raw pointers; use mfuser.layers)."},
+     "Fused multi-scale deformable attention sampling on CPU, forward (raw pointers; use mfuser.layers)."},
+    {"ms_deform_attn_bwd_cpu", py_deform_bwd, METH_VARARGS,
+     "Fused multi-scale deformable attention sampling on CPU, backward (raw pointers; use mfuser.layers)."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "mfuser compiled CPU kernels", -1, methods,

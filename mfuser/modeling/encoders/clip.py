@@ -14,6 +14,8 @@ import torch
 from open_clip.transformer import QuickGELU, TextTransformer, VisionTransformer
 from timm.layers import drop_path, resample_abs_pos_embed
 
+from mfuser.layers.attention import MultiheadAttention
+
 from .base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenImageEncoder, resize_kernel
 from .checkpoints import split_keys, tensor_shape_str
 from .text import PromptTextEncoder, tokenize_bpe
@@ -68,6 +70,10 @@ class CLIPVisionEncoder(FrozenImageEncoder):
             image_size=img_size, patch_size=patch_size, width=width, layers=layers, heads=heads,
             mlp_ratio=mlp_ratio, output_dim=output_dim, act_layer=QuickGELU,
         )
+        # the blocks' nn.MultiheadAttention as mfuser's subclass (same parameters and keys): batch-first
+        # projections and the faster attention form for the size and dtype (mfuser.layers.attention)
+        for blk in self.model.transformer.resblocks:
+            MultiheadAttention.convert(blk.attn)
         self.embed_dim = width
         self.num_blocks = layers
         self.num_prefix_tokens = 1
@@ -112,8 +118,8 @@ class CLIPVisionEncoder(FrozenImageEncoder):
         depth on both residual branches at rate ``drop_path_rates[i]`` while ``self.training``. The published code
         runs its blocks on sequence-first (L, B, C) tokens and timm's ``drop_path`` draws one keep/drop per entry of
         the first axis, so a branch is dropped per token position, with the same draw for every image of the batch;
-        the draw here is made on the same (L, B, C) view. At rate 0 or in eval mode the result is bit-identical to
-        ``resblocks[i](tokens)``.
+        the draw here is made on the same (L, B, C) view. At rate 0 or in eval mode the result equals
+        ``resblocks[i](tokens)`` up to float rounding.
         """
         self._check_block(i)
         self._check_tokens(tokens, grid)

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as timm_vit_filter
 
+from mfuser.layers.attention import ViTAttention
+
 from .base import IMAGENET_MEAN, IMAGENET_STD, FrozenImageEncoder, resize_kernel
 from .checkpoints import tensor_shape_str
 
@@ -66,6 +68,7 @@ class DINOv2Encoder(FrozenImageEncoder):
             img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
             mlp_ratio=mlp_ratio, init_values=init_values, num_classes=0, global_pool="token", class_token=True,
             dynamic_img_size=True, drop_path_rate=drop_path_rate, qkv_bias=True,
+            attn_layer=ViTAttention,  # timm's Attention, with the faster attention form (mfuser.layers.attention)
         )
         self.embed_dim = embed_dim
         self.num_blocks = depth

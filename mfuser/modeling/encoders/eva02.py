@@ -11,15 +11,41 @@ from collections import OrderedDict
 from typing import Dict, Tuple
 
 import torch
-from timm.models.eva import Eva
+from timm.layers import apply_rot_embed_cat
+from timm.models.eva import Eva, EvaAttention
 from timm.models.eva import checkpoint_filter_fn as timm_eva_filter
 from torch import nn
+
+from mfuser.layers.attention import scaled_dot_product_attention
 
 from .base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenImageEncoder, resize_kernel
 from .checkpoints import split_keys, tensor_shape_str
 from .clip import CLIPTextEncoder
 
 __all__ = ["EVA02VisionEncoder", "EVA02TextEncoder", "eva02_layout"]
+
+
+class _EvaAttention(EvaAttention):
+    """timm's ``EvaAttention`` (same parameters and state-dict keys) whose unmasked, non-causal calls with separate
+    q / k / v projections (``qkv_fused=False``, as built here) run the attention through
+    :func:`mfuser.layers.attention.scaled_dot_product_attention`; other calls are timm's."""
+
+    def forward(self, x, rope=None, attn_mask=None, is_causal=False):
+        if attn_mask is not None or is_causal or self.q_proj is None:
+            return super().forward(x, rope=rope, attn_mask=attn_mask, is_causal=is_causal)
+        B, N, C = x.shape
+        q, k, v = (proj(x).reshape(B, N, self.num_heads, -1).transpose(1, 2)
+                   for proj in (self.q_proj, self.k_proj, self.v_proj))
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:  # RoPE on the patch tokens, as timm
+            npt, half = self.num_prefix_tokens, getattr(self, "rotate_half", False)
+            q = torch.cat([q[:, :, :npt], apply_rot_embed_cat(q[:, :, npt:], rope, half=half)], dim=2).type_as(v)
+            k = torch.cat([k[:, :, :npt], apply_rot_embed_cat(k[:, :, npt:], rope, half=half)], dim=2).type_as(v)
+        out = scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
+        out = self.norm(out.transpose(1, 2).reshape(B, N, C))
+        if getattr(self, "gate", None) is not None:
+            out = out * self.gate(x).sigmoid()
+        return self.proj_drop(self.proj(out))
 
 
 class EVA02VisionEncoder(FrozenImageEncoder):
@@ -59,6 +85,10 @@ class EVA02VisionEncoder(FrozenImageEncoder):
             use_rot_pos_emb=True, ref_feat_shape=(rope_ref_grid, rope_ref_grid), num_classes=output_dim,
             global_pool="token", dynamic_img_size=True, drop_path_rate=drop_path_rate,
         )
+        # timm builds EvaAttention itself: turn it into the subclass in place (same parameters, keys and RNG use)
+        for blk in self.model.blocks:
+            if type(blk.attn) is EvaAttention:
+                blk.attn.__class__ = _EvaAttention
         self.embed_dim = embed_dim
         self.num_blocks = depth
         self.num_heads = num_heads

@@ -18,11 +18,12 @@ from collections import OrderedDict
 from typing import Dict, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from open_clip.transformer import LayerNorm, TextTransformer
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+
+from mfuser.layers.attention import ViTAttention, scaled_dot_product_attention
 
 from .base import HALF, FrozenImageEncoder, resize_kernel
 from .checkpoints import split_keys, tensor_shape_str
@@ -87,6 +88,7 @@ class SigLIPVisionEncoder(FrozenImageEncoder):
             img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
             mlp_ratio=mlp_ratio, class_token=False, global_pool="map", num_classes=0, dynamic_img_size=True,
             act_layer=act_layer, drop_path_rate=drop_path_rate,
+            attn_layer=ViTAttention,  # timm's Attention, with the faster attention form (mfuser.layers.attention)
         )
         self.embed_dim = embed_dim
         self.num_blocks = depth
@@ -121,7 +123,7 @@ class SigLIPVisionEncoder(FrozenImageEncoder):
         nh, hd = pool.num_heads, C // pool.num_heads
         q = pool.q(queries).reshape(B, Q, nh, hd).transpose(1, 2)
         kv = pool.kv(x).reshape(B, N, 2, nh, hd).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(pool.q_norm(q), pool.k_norm(kv[0]), kv[1])
+        out = scaled_dot_product_attention(pool.q_norm(q), pool.k_norm(kv[0]), kv[1])
         return pool.proj(out.transpose(1, 2).reshape(B, Q, C))
 
     def finish(self, tokens: torch.Tensor, grid: Tuple[int, int], residual: torch.Tensor | None = None):

@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from mfuser.layers.attention import scaled_dot_product_attention
 
 from .mvfuser import MVFuser
 
@@ -14,7 +15,9 @@ __all__ = ["MTEnhancer", "MTEnhancerBlock"]
 
 
 class _SelfAttention(nn.Module):
-    """Multi-head self-attention, q/k/v projections without bias, output projection with bias and dropout."""
+    """Multi-head self-attention, q/k/v projections without bias, output projection with bias and dropout.
+
+    The attention through :func:`mfuser.layers.attention.scaled_dot_product_attention` (no attention dropout)."""
 
     def __init__(self, dim: int, num_heads: int, dropout: float):
         super().__init__()
@@ -34,7 +37,7 @@ class _SelfAttention(nn.Module):
         def heads(t):
             return t.reshape(B, K, h, C // h).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)))
+        out = scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)))
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, K, C)))
 
 

@@ -2,8 +2,9 @@
 
 * :class:`MFuserCriterion`: fixed assignment query k <-> class k (tqdm's ``IdentityAssigner``, no
   Hungarian matching); class cross-entropy over all queries; sigmoid BCE + Dice on
-  importance-sampled points of each matched mask (PointRend / Mask2Former sampling from
-  ``detectron2.projects.point_rend.point_features``); deep supervision over every prediction set.
+  importance-sampled points of each matched mask (the PointRend / Mask2Former sampling of
+  ``detectron2.projects.point_rend.point_features``, run for all prediction sets in one batched pass);
+  deep supervision over every prediction set.
 * :func:`score_map_loss`: the pixel-text alignment loss (DenseCLIP / tqdm "score map").
 
 Ignore pixels (``ignore_label``, also the padding label of detectron2 mappers) in the mask losses:
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from detectron2.projects.point_rend.point_features import get_uncertain_point_coords_with_randomness, point_sample
 from detectron2.utils import comm
 from torch import nn
 
@@ -44,15 +44,13 @@ from mfuser.layers.amp import float32_region, to_float32
 __all__ = ["MFuserCriterion", "score_map_loss"]
 
 
-def _uncertainty_with_validity(point_values: torch.Tensor) -> torch.Tensor:
-    """(N, 2, P) [logit, valid fraction] -> (N, 1, P) uncertainty -|logit|, -inf where no valid pixel is near."""
-    unc = -point_values[:, :1].abs()
-    return unc.masked_fill(point_values[:, 1:] <= 0, float("-inf"))
+def _sample(input: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) maps, (N, P, 2) points in grid_sample's [-1, 1] coordinates -> (N, C, P) bilinear samples.
 
-
-def _mask_uncertainty(point_logits: torch.Tensor) -> torch.Tensor:
-    """(N, 1, P) logits -> (N, 1, P) uncertainty -|logit| (Mask2Former's ``calculate_uncertainty``)."""
-    return -point_logits.abs()
+    detectron2's ``point_sample`` (align_corners=False, zero padding) on the points (grid + 1) / 2 of [0, 1]^2,
+    without its 2 * coords - 1 pass: the criterion draws its points in [-1, 1) directly.
+    """
+    return F.grid_sample(input, grid[:, :, None], align_corners=False)[..., 0]
 
 
 class MFuserCriterion(nn.Module):
@@ -68,6 +66,15 @@ class MFuserCriterion(nn.Module):
         deep_supervision: also compute the losses of every ``aux_outputs`` set (suffix ``_i``).
         mask_ignore_as_background: treat ignore pixels as negatives of every mask (True, the official code) or
             exclude them from the mask losses (False; see the module docstring).
+
+    All prediction sets (the final one and the ``aux_outputs``) are handled in one batched pass: the matched
+    (image, class) pairs and their target masks are built once, the points of the N matched masks of the S sets
+    are drawn, ranked and sampled together and the per-set losses are sums over the (N, S) rows. Per mask and set
+    this is the sampling of detectron2's ``get_uncertain_point_coords_with_randomness`` (``oversample_ratio *
+    num_points`` uniform candidates, the ``importance_sample_ratio * num_points`` most uncertain of them, the rest
+    uniform) and the losses are the same formulas as a loop over the sets; only the order in which the uniform
+    coordinates are drawn from the random generator differs (one draw for all sets, candidates and uniform points
+    together), so a given seed gives other points than a per-set loop would.
     """
 
     def __init__(
@@ -90,6 +97,10 @@ class MFuserCriterion(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if 0 <= ignore_label < num_classes:
             raise ValueError(f"ignore_label {ignore_label} collides with a class index (num_classes={num_classes})")
+        if oversample_ratio < 1:
+            raise ValueError(f"oversample_ratio must be >= 1, got {oversample_ratio}")
+        if not 0 <= importance_sample_ratio <= 1:
+            raise ValueError(f"importance_sample_ratio must be in [0, 1], got {importance_sample_ratio}")
         self.num_classes = num_classes
         self.class_weight = class_weight
         self.mask_weight = mask_weight
@@ -110,11 +121,11 @@ class MFuserCriterion(nn.Module):
         """sem_seg (B, H, W) -> target_classes (B, K) long, matched (B, K) bool, valid (B, 1, H, W) float."""
         K = self.num_classes
         valid = sem_seg != self.ignore_label
-        labels = sem_seg[valid]
-        if labels.numel() and (labels.min() < 0 or labels.max() >= K):
-            bad = torch.unique(labels[(labels < 0) | (labels >= K)])[:10].tolist()
+        bad = valid & ((sem_seg < 0) | (sem_seg >= K))
+        if bad.any():
+            labels = torch.unique(sem_seg[bad])[:10].tolist()
             raise ValueError(
-                f"sem_seg contains labels {bad} outside [0, {K}) and != ignore_label {self.ignore_label}"
+                f"sem_seg contains labels {labels} outside [0, {K}) and != ignore_label {self.ignore_label}"
             )
         B = sem_seg.shape[0]
         present = torch.zeros(B, K + 1, dtype=torch.bool, device=sem_seg.device)
@@ -127,44 +138,110 @@ class MFuserCriterion(nn.Module):
 
     # ------------------------------------------------------------------ losses
     def loss_labels(self, pred_logits: torch.Tensor, target_classes: torch.Tensor) -> torch.Tensor:
-        """Weighted-mean CE over all B*K queries (weights 1 for classes, no_object_weight for K)."""
-        return F.cross_entropy(pred_logits.transpose(1, 2).float(), target_classes, self.empty_weight)
+        """(S, B, K, K+1) logits of S sets -> (S,) weighted-mean CE of each set over its B*K queries.
 
-    def loss_masks(self, pred_masks, sem_seg, matched, valid, num_masks):
-        """Point-sampled BCE and Dice of the matched (image, class) pairs, each summed and divided by num_masks."""
-        b_idx, k_idx = matched.nonzero(as_tuple=True)
-        if b_idx.numel() == 0:
-            zero = pred_masks.sum() * 0.0
+        Weights 1 for the classes, no_object_weight for K: ``F.cross_entropy(logits, target, empty_weight)`` per set.
+        """
+        S = pred_logits.shape[0]
+        target = target_classes.flatten().repeat(S)
+        weighted_nll = F.cross_entropy(pred_logits.flatten(0, 2), target, self.empty_weight, reduction="none")
+        return weighted_nll.view(S, -1).sum(1) / self.empty_weight[target_classes].sum()
+
+    @torch.no_grad()
+    def _point_grid(self, src: torch.Tensor, valid_coarse: torch.Tensor | None) -> torch.Tensor:
+        """PointRend importance sampling of all (mask, set) rows at once.
+
+        Args:
+            src: (N, S, h, w) float32 mask logits of the N matched masks in the S sets.
+            valid_coarse: (N, 1, h, w) fraction of valid pixels per mask cell, or None (ignore = background).
+
+        Returns:
+            (N * S, P, 2) points as ``grid_sample`` coordinates in [-1, 1) (= 2 * point_features coordinates - 1),
+            row n * S + s for mask n of set s: the ``importance_sample_ratio * P`` most uncertain (smallest |logit|;
+            with ``valid_coarse`` only where a valid pixel is near) of ``oversample_ratio * P`` uniform candidates,
+            then the rest uniform.
+        """
+        N, S, h, w = src.shape
+        rows = N * S
+        num_uncertain = int(self.importance_sample_ratio * self.num_points)
+        num_candidates = int(self.num_points * self.oversample_ratio) if num_uncertain else 0
+        num_random = self.num_points - num_uncertain
+        # One draw for every row, candidates first, then the uniform points (a per-set loop draws set by set), made
+        # uniform in [-1, 1) at once: the values 2 * u - 1 of detectron2's point_sample for uniform u in [0, 1).
+        draw = torch.empty(rows * (num_candidates + num_random) * 2, device=src.device).uniform_(-1.0, 1.0)
+        pairs = draw.view(torch.int64)  # one (x, y) point as one 8-byte element: moved with a plain gather / cat
+        uniform = pairs[rows * num_candidates:].view(rows, num_random)
+        if num_uncertain == 0:
+            return uniform.view(torch.float32).view(rows, num_random, 2)
+        candidates = draw[: rows * num_candidates * 2].view(rows, num_candidates, 2)
+        # uncertainty -|logit| (Mask2Former's calculate_uncertainty): the most uncertain are the smallest |logit|
+        certainty = _sample(src.view(rows, 1, h, w), candidates).abs_()
+        if valid_coarse is not None:
+            # rows n * S .. n * S + S - 1 share the mask n: sample its valid map at their S * M points at once
+            near_valid = _sample(valid_coarse, candidates.view(N, S * num_candidates, 2))
+            certainty.masked_fill_(near_valid.view(rows, 1, num_candidates) <= 0, float("inf"))
+        # the same set as detectron2's torch.topk(-|logit|, k) (up to the order of ties), found faster: unsorted (the
+        # losses are sums over the points) and on the int32 bit patterns, which order non-negative floats (and +inf)
+        # as their values
+        idx = certainty[:, 0].view(torch.int32).topk(num_uncertain, dim=1, largest=False, sorted=False).indices
+        uncertain = pairs[: rows * num_candidates].view(rows, num_candidates).gather(1, idx)
+        if num_random > 0:
+            uncertain = torch.cat([uncertain, uniform], 1)
+        return uncertain.view(torch.float32).view(rows, self.num_points, 2)
+
+    def loss_masks(self, pred_masks: list[torch.Tensor], sem_seg, matched, num_masks):
+        """Point-sampled BCE and Dice of the matched (image, class) pairs of S prediction sets.
+
+        Args:
+            pred_masks: S tensors (B, K, h, w) (any float dtype; the matched masks are cast to float32).
+            sem_seg: (B, H, W) labels; matched: (B, K) bool; num_masks: the normaliser.
+
+        Returns:
+            loss_mask, loss_dice: (S,) each; per set the BCE / Dice of its masks summed and divided by num_masks.
+        """
+        S = len(pred_masks)
+        B, K, h, w = pred_masks[0].shape
+        flat = matched.flatten().nonzero().squeeze(1)  # n -> b * K + k
+        N = flat.numel()
+        if N == 0:
+            zero = torch.stack([m.float().sum() * 0.0 for m in pred_masks])
             return zero, zero
-        src = pred_masks[b_idx, k_idx][:, None].float()  # (N, 1, h, w)
+        # (N, S, h, w): row-major (mask, set), so that a mask's S sets are adjacent
+        src = torch.stack([m.flatten(0, 1).index_select(0, flat) for m in pred_masks], 1).float()
         with torch.no_grad():
-            tgt = (sem_seg[b_idx] == k_idx[:, None, None]).float()[:, None]  # (N, 1, H, W)
+            b_idx, k_idx = flat.div(K, rounding_mode="floor"), flat.remainder(K)
+            sem_n = sem_seg.index_select(0, b_idx)  # (N, H, W)
+            tgt = sem_n == k_idx[:, None, None]
             if self.mask_ignore_as_background:
-                coords = get_uncertain_point_coords_with_randomness(
-                    src, _mask_uncertainty, self.num_points, self.oversample_ratio, self.importance_sample_ratio
-                )
-                labels = point_sample(tgt, coords, align_corners=False).squeeze(1)
-                weights = torch.ones_like(labels)
+                grid = self._point_grid(src.detach(), None)
+                tgt = tgt[:, None].float()  # (N, 1, H, W)
             else:
-                valid_n = valid[b_idx]  # (N, 1, H, W)
-                valid_coarse = F.adaptive_avg_pool2d(valid_n, src.shape[-2:])
-                coords = get_uncertain_point_coords_with_randomness(
-                    torch.cat([src, valid_coarse], 1), _uncertainty_with_validity, self.num_points,
-                    self.oversample_ratio, self.importance_sample_ratio,
-                )
-                weights = point_sample(valid_n, coords, align_corners=False).squeeze(1)
-                labels = point_sample(tgt, coords, align_corners=False).squeeze(1)
+                valid = (sem_seg != self.ignore_label)[:, None].float()  # (B, 1, H, W)
+                valid_coarse = F.adaptive_avg_pool2d(valid, (h, w)).index_select(0, b_idx)
+                grid = self._point_grid(src.detach(), valid_coarse)
+                tgt = torch.stack([tgt, sem_n != self.ignore_label], 1).float()  # (N, 2, H, W) [mask, valid]
+            # the S sets of mask n sample its target at their S * P points in one row
+            sampled = _sample(tgt, grid.view(N, S * self.num_points, 2))
+            labels = sampled[:, 0].view(N, S, self.num_points)
+            if not self.mask_ignore_as_background:
+                weights = sampled[:, 1].view(N, S, self.num_points)
                 labels = torch.where(weights > 0, labels / weights.clamp(min=1e-12), torch.zeros_like(labels))
                 labels = labels.clamp(0.0, 1.0)
-        logits = point_sample(src, coords, align_corners=False).squeeze(1)  # (N, P)
+        logits = _sample(src.view(N * S, 1, h, w), grid).view(N, S, self.num_points)
 
         bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-        loss_mask = ((bce * weights).sum(1) / weights.sum(1).clamp(min=1e-6)).sum() / num_masks
-        probs = logits.sigmoid() * weights
-        numerator = 2 * (probs * labels).sum(1)
-        denominator = probs.sum(1) + (labels * weights).sum(1)
-        loss_dice = (1 - (numerator + 1) / (denominator + 1)).sum() / num_masks
-        return loss_mask, loss_dice
+        probs = logits.sigmoid()
+        if self.mask_ignore_as_background:  # every weight is 1
+            loss_mask = bce.mean(2)
+            numerator = 2 * (probs * labels).sum(2)
+            denominator = probs.sum(2) + labels.sum(2)
+        else:
+            loss_mask = (bce * weights).sum(2) / weights.sum(2).clamp(min=1e-6)
+            probs = probs * weights
+            numerator = 2 * (probs * labels).sum(2)
+            denominator = probs.sum(2) + (labels * weights).sum(2)
+        loss_dice = 1 - (numerator + 1) / (denominator + 1)
+        return loss_mask.sum(0) / num_masks, loss_dice.sum(0) / num_masks
 
     def _num_masks(self, matched: torch.Tensor) -> torch.Tensor:
         num = torch.as_tensor([float(matched.sum())], dtype=torch.float, device=matched.device)
@@ -177,12 +254,12 @@ class MFuserCriterion(nn.Module):
         """
         Args:
             outputs: the head's dict: "pred_logits" (B, K, K+1), "pred_masks" (B, K, h, w), optional
-                "aux_outputs" list of dicts with the same keys.
+                "aux_outputs" list of dicts with the same keys and shapes.
             sem_seg: (B, H, W) long, values in [0, K) or ignore_label (padded image resolution).
 
         Returns:
             {"loss_ce", "loss_mask", "loss_dice"} for the top-level set and, with deep supervision,
-            {"loss_ce_i", "loss_mask_i", "loss_dice_i"} for aux_outputs[i]; weighted scalars.
+            {"loss_ce_i", "loss_mask_i", "loss_dice_i"} for aux_outputs[i]; weighted float32 scalars.
         """
         pred_logits = outputs["pred_logits"]
         B, K = pred_logits.shape[:2]
@@ -194,22 +271,32 @@ class MFuserCriterion(nn.Module):
             raise ValueError(f"sem_seg must be (B={B}, H, W), got {tuple(sem_seg.shape)}")
         if sem_seg.is_floating_point():
             raise ValueError(f"sem_seg must be an integer tensor, got {sem_seg.dtype}")
-        with float32_region(pred_logits.device.type):  # see "Precision" in the module docstring
-            return self._losses(to_float32(outputs), sem_seg)
-
-    def _losses(self, outputs: dict, sem_seg: torch.Tensor) -> dict[str, torch.Tensor]:
-        target_classes, matched, valid = self._targets(sem_seg)
-        num_masks = self._num_masks(matched)
-
         sets = [("", outputs)]
         if self.deep_supervision:
             sets += [(f"_{i}", aux) for i, aux in enumerate(outputs.get("aux_outputs", []))]
-        losses = {}
+        mask_shape = outputs["pred_masks"].shape
         for suffix, out in sets:
-            loss_mask, loss_dice = self.loss_masks(out["pred_masks"], sem_seg, matched, valid, num_masks)
-            losses["loss_ce" + suffix] = self.class_weight * self.loss_labels(out["pred_logits"], target_classes)
-            losses["loss_mask" + suffix] = self.mask_weight * loss_mask
-            losses["loss_dice" + suffix] = self.dice_weight * loss_dice
+            if out["pred_logits"].shape != pred_logits.shape or out["pred_masks"].shape != mask_shape \
+                    or len(mask_shape) != 4 or mask_shape[:2] != (B, K):
+                raise ValueError(
+                    f"prediction set {suffix or 'final'}: pred_logits {tuple(out['pred_logits'].shape)} / "
+                    f"pred_masks {tuple(out['pred_masks'].shape)}; every set must have pred_logits "
+                    f"{tuple(pred_logits.shape)} and pred_masks (B={B}, K={K}, h, w) of one size"
+                )
+        with float32_region(pred_logits.device.type):  # see "Precision" in the module docstring
+            return self._losses([out for _, out in sets], [suffix for suffix, _ in sets], sem_seg)
+
+    def _losses(self, sets: list[dict], suffixes: list[str], sem_seg: torch.Tensor) -> dict[str, torch.Tensor]:
+        target_classes, matched, _ = self._targets(sem_seg)
+        num_masks = self._num_masks(matched)
+        # float32 casts after stacking / selecting: only the matched masks are cast (the same values)
+        loss_ce = self.loss_labels(to_float32(torch.stack([out["pred_logits"] for out in sets])), target_classes)
+        loss_mask, loss_dice = self.loss_masks([out["pred_masks"] for out in sets], sem_seg, matched, num_masks)
+        losses = {}
+        for i, suffix in enumerate(suffixes):
+            losses["loss_ce" + suffix] = self.class_weight * loss_ce[i]
+            losses["loss_mask" + suffix] = self.mask_weight * loss_mask[i]
+            losses["loss_dice" + suffix] = self.dice_weight * loss_dice[i]
         return losses
 
 

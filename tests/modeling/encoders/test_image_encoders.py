@@ -293,3 +293,59 @@ def test_bad_images_and_indices():
         enc.block(2, x, (4, 4))
     with pytest.raises(ValueError, match="tokens must be"):
         enc.block(0, x, (4, 5))
+
+
+# ------------------------------------------------------------------------------------------ attention path
+def _library_attention(monkeypatch):
+    """The attention modules' library forwards (timm / torch), as the encoders ran before mfuser.layers.attention."""
+    from timm.layers import Attention
+    from timm.models.eva import EvaAttention
+
+    from mfuser.layers.attention import MultiheadAttention, ViTAttention
+    from mfuser.modeling.encoders.eva02 import _EvaAttention
+
+    monkeypatch.setattr(ViTAttention, "forward", Attention.forward)
+    monkeypatch.setattr(MultiheadAttention, "forward", torch.nn.MultiheadAttention.forward)
+    monkeypatch.setattr(_EvaAttention, "forward", EvaAttention.forward)
+
+
+@pytest.mark.parametrize("kind", list(CLASSES))
+@pytest.mark.parametrize("train", [False, True])
+def test_blocks_equal_the_library_blocks_in_fp32_and_bf16(kind, train, monkeypatch):
+    """Each block with mfuser.layers.attention == with the library attention: fp32 with PyTorch's op and with the
+    explicit form (tight, gradients too), bf16 autocast at the tiny size, where the explicit form is taken (bf16
+    rounding)."""
+    import mfuser.layers.attention as A
+
+    enc = tiny(kind).train(train)
+    images = torch.rand(2, 3, 64, 80) * 255
+    grid = enc.grid(images.shape[-2:])
+    x = enc.embed(images).detach().requires_grad_()
+
+    def blocks():
+        return [enc.block(i, x, grid) for i in range(enc.num_blocks)]
+
+    def grad(y):
+        return torch.autograd.grad(y.float().sum(), x, retain_graph=True)[0]
+
+    with monkeypatch.context() as m:
+        _library_attention(m)
+        ref = blocks()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ref_bf16 = blocks()
+    for explicit in (False, True):
+        with monkeypatch.context() as m:
+            m.setattr(A, "use_explicit_attention", lambda q, k, e=explicit: e)
+            ours = blocks()
+        for a, b in zip(ours, ref):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grad(ours[0]), grad(ref[0]), rtol=1e-4, atol=1e-4)
+    calls = []
+    real = A._explicit_attention
+    monkeypatch.setattr(A, "_explicit_attention", lambda *args: calls.append(1) or real(*args))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = blocks()
+    assert len(calls) == enc.num_blocks  # the tiny size in bf16 takes the explicit form
+    for a, b in zip(ours, ref_bf16):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a.float(), b.float(), rtol=3e-2, atol=3e-2)

@@ -98,3 +98,30 @@ def test_bad_input():
         m(torch.randn(3, 5, 16), torch.randn(2, 9, 24))
     with pytest.raises(ValueError, match="divisible by num_heads"):
         MTEnhancer(16, 24, width=18, num_heads=4)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_self_attention_equals_pytorch_op(monkeypatch, bf16):
+    """The class tokens' self-attention through mfuser.layers.attention == F.scaled_dot_product_attention (fp32
+    tight, bf16 autocast to bf16 rounding), in training mode with gradients."""
+    import torch.nn.functional as F
+
+    import mfuser.layers.attention as A
+    import mfuser.modeling.fusion.mtenhancer as mte
+
+    torch.manual_seed(0)
+    m = MTEnhancer(32, 48, width=32, num_heads=4, dropout=0.0, gamma_init=1.0)
+    text, visual = torch.randn(2, 19, 32, requires_grad=True), torch.randn(2, 17, 48)
+    calls = []
+    real = A._explicit_attention
+    monkeypatch.setattr(A, "_explicit_attention", lambda *args: calls.append(1) or real(*args))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        ours = m(text, visual)
+        with monkeypatch.context() as patch:
+            patch.setattr(mte, "scaled_dot_product_attention", F.scaled_dot_product_attention)
+            theirs = m(text, visual)
+    tol = dict(rtol=3e-2, atol=3e-2) if bf16 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.float(), theirs.float(), **tol)
+    g_ours, g_theirs = (torch.autograd.grad(o.float().sum(), text)[0] for o in (ours, theirs))
+    torch.testing.assert_close(g_ours, g_theirs, **tol)
+    assert (len(calls) == 1) == bf16  # 19 tokens: explicit in bf16, PyTorch's op in fp32

@@ -167,3 +167,173 @@ def test_score_map_loss_equals_direct_computation():
     assert score_map_loss(dense, text, torch.full_like(sem, 255), scale=1.0) == 0
     with pytest.raises(ValueError, match="text"):
         score_map_loss(dense, text[..., :5], sem, scale=1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The batched criterion (all prediction sets in one pass) against a straightforward loop over the sets: detectron2's
+# get_uncertain_point_coords_with_randomness + point_sample per set, on the points the batched criterion drew.
+
+
+def _per_set_reference(crit, outputs, sem, draw):
+    """Losses of ``crit`` computed set by set as a plain loop (the criterion's code before batching).
+
+    ``draw``: the batched criterion's one uniform draw in [-1, 1): N * S rows (row n * S + s = matched mask n of set s)
+    of M candidates, then N * S rows of R uniform points. detectron2's sampler gets them per set through torch.rand.
+    """
+    from unittest import mock
+
+    from detectron2.projects.point_rend import point_features as pf
+
+    target_classes, matched, _ = crit._targets(sem)
+    b_idx, k_idx = matched.nonzero(as_tuple=True)
+    N, P = b_idx.numel(), crit.num_points
+    num_masks = max(N, 1)
+    sets = [outputs] + (list(outputs.get("aux_outputs", [])) if crit.deep_supervision else [])
+    S = len(sets)
+    n_unc = int(crit.importance_sample_ratio * P)
+    M = int(P * crit.oversample_ratio) if n_unc else 0
+    R = P - n_unc
+    unit = (draw + 1) / 2  # detectron2's [0, 1) coordinates (exact: draw = 2 * u - 1 on the 2^-24 grid)
+    cand = unit[: N * S * M * 2].view(N, S, M, 2)
+    unif = unit[N * S * M * 2:].view(N, S, R, 2)
+    assert unit.numel() == N * S * (M + R) * 2
+    losses = {}
+    for s, out in enumerate(sets):
+        suffix = "" if s == 0 else f"_{s - 1}"
+        logits = out["pred_logits"].float()
+        ce = F.cross_entropy(logits.transpose(1, 2), target_classes, crit.empty_weight)
+        losses["loss_ce" + suffix] = crit.class_weight * ce
+        if N == 0:
+            zero = out["pred_masks"].float().sum() * 0.0
+            losses["loss_mask" + suffix] = losses["loss_dice" + suffix] = zero
+            continue
+        src = out["pred_masks"].float()[b_idx, k_idx][:, None]  # (N, 1, h, w)
+        handed = [cand[:, s] if M else torch.zeros(N, int(P * crit.oversample_ratio), 2)]
+        if R:
+            handed.append(unif[:, s])
+
+        def fake_rand(*shape, device=None, handed=handed):
+            out_ = handed.pop(0)
+            assert tuple(shape) == tuple(out_.shape)
+            return out_.clone()
+
+        with torch.no_grad():
+            tgt = (sem[b_idx] == k_idx[:, None, None]).float()[:, None]
+            with mock.patch.object(pf.torch, "rand", fake_rand):
+                if crit.mask_ignore_as_background:
+                    coords = pf.get_uncertain_point_coords_with_randomness(
+                        src, lambda x: -x.abs(), P, crit.oversample_ratio, crit.importance_sample_ratio)
+                else:
+                    valid_n = (sem[b_idx] != crit.ignore_label).float()[:, None]
+                    valid_coarse = F.adaptive_avg_pool2d(valid_n, src.shape[-2:])
+                    coords = pf.get_uncertain_point_coords_with_randomness(
+                        torch.cat([src, valid_coarse], 1),
+                        lambda x: (-x[:, :1].abs()).masked_fill(x[:, 1:] <= 0, float("-inf")),
+                        P, crit.oversample_ratio, crit.importance_sample_ratio)
+            assert not handed
+            labels = pf.point_sample(tgt, coords, align_corners=False).squeeze(1)
+            weights = torch.ones_like(labels)
+            if not crit.mask_ignore_as_background:
+                weights = pf.point_sample(valid_n, coords, align_corners=False).squeeze(1)
+                labels = torch.where(weights > 0, labels / weights.clamp(min=1e-12), torch.zeros_like(labels))
+                labels = labels.clamp(0.0, 1.0)
+        point_logits = pf.point_sample(src, coords, align_corners=False).squeeze(1)
+        bce = F.binary_cross_entropy_with_logits(point_logits, labels, reduction="none")
+        loss_mask = ((bce * weights).sum(1) / weights.sum(1).clamp(min=1e-6)).sum() / num_masks
+        probs = point_logits.sigmoid() * weights
+        dice = 1 - (2 * (probs * labels).sum(1) + 1) / (probs.sum(1) + (labels * weights).sum(1) + 1)
+        losses["loss_mask" + suffix] = crit.mask_weight * loss_mask
+        losses["loss_dice" + suffix] = crit.dice_weight * dice.sum() / num_masks
+    return losses
+
+
+def _random_outputs(B, n_aux, h, w, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def one():
+        return {"pred_logits": torch.randn(B, K, K + 1, generator=g).to(dtype).requires_grad_(),
+                "pred_masks": (3 * torch.randn(B, K, h, w, generator=g)).to(dtype).requires_grad_()}
+
+    out = one()
+    out["aux_outputs"] = [one() for _ in range(n_aux)]
+    return out
+
+
+def _leaves(outputs):
+    return [outputs["pred_logits"], outputs["pred_masks"]] + [
+        t for aux in outputs.get("aux_outputs", []) for t in (aux["pred_logits"], aux["pred_masks"])]
+
+
+def _compare_with_per_set_loop(crit, outputs, sem, grads=True):
+    N, S = int(crit._targets(sem)[1].sum()), 1 + (len(outputs.get("aux_outputs", [])) if crit.deep_supervision else 0)
+    P = crit.num_points
+    n_unc = int(crit.importance_sample_ratio * P)
+    size = N * S * ((int(P * crit.oversample_ratio) if n_unc else 0) + P - n_unc) * 2
+    torch.manual_seed(123)
+    got = crit(outputs, sem)
+    torch.manual_seed(123)
+    draw = torch.empty(size).uniform_(-1.0, 1.0)  # what the criterion drew: one draw, nothing else
+    expected = _per_set_reference(crit, outputs, sem, draw)
+    assert set(got) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=2e-6, atol=1e-6, msg=name)
+    if not grads:
+        return
+    leaves = _leaves(outputs) if crit.deep_supervision else [outputs["pred_logits"], outputs["pred_masks"]]
+    coef = torch.linspace(0.5, 1.5, len(expected))  # every loss term with its own weight
+    g_got = torch.autograd.grad(sum(c * got[n] for c, n in zip(coef, sorted(got))), leaves)
+    g_exp = torch.autograd.grad(sum(c * expected[n] for c, n in zip(coef, sorted(expected))), leaves)
+    for a, b in zip(g_got, g_exp):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("as_background", [True, False])
+@pytest.mark.parametrize("empty_image", [False, True])
+def test_batched_sets_equal_a_per_set_loop_with_gradients(as_background, empty_image):
+    """Deep supervision over 4 sets in one pass == the per-set loop on the same points: losses and gradients."""
+    sem = _sem_seg()
+    if empty_image:  # image 1 has no labelled pixel: no matched mask there, only no-object queries
+        sem[1] = 255
+    crit = MFuserCriterion(num_classes=K, num_points=64, mask_ignore_as_background=as_background)
+    _compare_with_per_set_loop(crit, _random_outputs(2, 3, 8, 12), sem)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0, 0.3])
+def test_batched_sets_equal_a_per_set_loop_at_extreme_importance_ratios(ratio):
+    crit = MFuserCriterion(num_classes=K, num_points=50, importance_sample_ratio=ratio, oversample_ratio=2.5,
+                           mask_ignore_as_background=False)
+    _compare_with_per_set_loop(crit, _random_outputs(2, 1, 16, 24), _sem_seg())
+
+
+def test_batched_sets_equal_a_per_set_loop_without_deep_supervision_and_in_bf16():
+    sem = _sem_seg()
+    crit = MFuserCriterion(num_classes=K, num_points=64, deep_supervision=False)
+    _compare_with_per_set_loop(crit, _random_outputs(2, 2, 8, 12), sem)
+    # bf16 predictions: the matched masks are cast to float32 after selection, the same values as before
+    out = _random_outputs(2, 2, 8, 12, dtype=torch.bfloat16)
+    crit = MFuserCriterion(num_classes=K, num_points=64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _compare_with_per_set_loop(crit, out, sem, grads=False)
+
+
+def test_no_matched_mask_in_any_set():
+    crit = MFuserCriterion(num_classes=K, num_points=64)
+    out = _random_outputs(2, 3, 8, 12)
+    losses = crit(out, torch.full((2, 32, 48), 255))
+    assert len(losses) == 12
+    assert all(losses[f"loss_{n}{s}"] == 0 for n in ("mask", "dice") for s in ("", "_0", "_1", "_2"))
+    sum(losses.values()).backward()
+    assert all(t.grad is not None for t in _leaves(out))
+    assert all((aux["pred_masks"].grad == 0).all() for aux in out["aux_outputs"])
+
+
+def test_prediction_sets_of_other_shapes_and_bad_sampling_parameters_are_rejected():
+    crit = MFuserCriterion(num_classes=K, num_points=64)
+    out = _random_outputs(2, 1, 8, 12)
+    out["aux_outputs"][0]["pred_masks"] = torch.zeros(2, K, 4, 6)
+    with pytest.raises(ValueError, match="prediction set _0"):
+        crit(out, _sem_seg())
+    with pytest.raises(ValueError, match="oversample_ratio"):
+        MFuserCriterion(num_classes=K, oversample_ratio=0.5)
+    with pytest.raises(ValueError, match="importance_sample_ratio"):
+        MFuserCriterion(num_classes=K, importance_sample_ratio=1.5)

@@ -183,3 +183,62 @@ def test_pixel_decoder_encoder_output_is_layer_normed():
     _, ms = pd(features_for(1, GRIDS["odd"]), torch.randn(1, K, TEXT_DIM))
     tokens = torch.cat([x.flatten(2) for x in ms], 2)[0]
     assert (tokens.mean(0) - 0.5).abs().max() > 0.1
+
+
+# ------------------------------------------------------------------------------------------ attention path
+def _module_calls(monkeypatch):
+    """nn.MultiheadAttention's own forward, as the layers ran before mfuser.layers.attention."""
+    from mfuser.layers.attention import MultiheadAttention
+
+    monkeypatch.setattr(MultiheadAttention, "forward", torch.nn.MultiheadAttention.forward)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_head_equals_the_module_calls(monkeypatch, bf16):
+    """The whole head (both decoders' attentions through mfuser.layers.attention) == the nn.MultiheadAttention
+    module calls: fp32 tight, bf16 autocast to bf16 rounding; the same also in eval mode under no_grad."""
+    import mfuser.layers.attention as A
+
+    torch.manual_seed(0)
+    head = tiny_head()
+    feats, text = features_for(2, GRIDS["odd"]), torch.randn(2, K, TEXT_DIM)
+    calls = []
+    real = A._explicit_attention
+    monkeypatch.setattr(A, "_explicit_attention", lambda *args: calls.append(1) or real(*args))
+    tol = dict(rtol=5e-2, atol=5e-2) if bf16 else dict(rtol=1e-4, atol=1e-5)
+    for train in (True, False):
+        head.train(train)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), torch.set_grad_enabled(train):
+            ours = head(feats, text)
+            with monkeypatch.context() as m:
+                _module_calls(m)
+                theirs = head(feats, text)
+        for key in ("pred_logits", "pred_masks"):
+            torch.testing.assert_close(ours[key].float(), theirs[key].float(), **tol)
+    assert (len(calls) > 0) == bf16  # bf16 at this size: the explicit form (fp32: PyTorch's op, few keys here)
+
+
+def test_decoder_layer_with_fully_masked_rows_equals_the_module_calls(monkeypatch):
+    """A query row masked everywhere (the decoder itself unmasks such rows first) gives what nn.MultiheadAttention
+    gives: attention output 0, i.e. the output projection's bias, with finite gradients."""
+    import mfuser.layers.attention as A
+    from mfuser.modeling.heads.transformer_decoder import MaskedAttentionDecoderLayer
+
+    torch.manual_seed(0)
+    layer = MaskedAttentionDecoderLayer(d_model=32, num_heads=4, dim_feedforward=64)
+    with torch.no_grad():
+        layer.cross_attn.out_proj.bias.normal_()
+    q, qp = torch.randn(2, 5, 32, requires_grad=True), torch.randn(2, 5, 32)
+    mem, mp = torch.randn(2, 30, 32, requires_grad=True), torch.randn(2, 30, 32)
+    mask = torch.rand(8, 5, 30) > 0.5
+    mask[..., 0] = False
+    mask[1, 2] = True  # head 1 of image 0, query 2: nothing to attend to
+    for explicit in (True, False):
+        monkeypatch.setattr(A, "use_explicit_attention", lambda a, b, e=explicit: e)
+        ours = layer(q, qp, mem, mp, mask)
+        with monkeypatch.context() as m:
+            _module_calls(m)
+            theirs = layer(q, qp, mem, mp, mask)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+        grads = torch.autograd.grad(ours.sum(), (q, mem))
+        assert all(torch.isfinite(g).all() for g in grads)
