@@ -69,9 +69,8 @@ class CheckedSemSegEvaluator(SemSegEvaluator):
         from mfuser.data.labels import check_label_format
 
         self._label_format = check_label_format(MetadataCatalog.get(dataset_name).get("label_format", "trainid"))
-        self._label_images = {}  # label file -> (image file, (H, W)) of the inputs of the current process() call
-        super().__init__(dataset_name, distributed=distributed, output_dir=output_dir,
-                         sem_seg_loading_fn=self._load_label)
+        # no sem_seg_loading_fn: only SemSegEvaluator.process reads labels, and process is this class's own
+        super().__init__(dataset_name, distributed=distributed, output_dir=output_dir)
 
     def process(self, inputs, outputs):
         """``SemSegEvaluator.process`` (the same confusion matrices) with the label checks and two CPU costs less.
@@ -83,17 +82,14 @@ class CheckedSemSegEvaluator(SemSegEvaluator):
         the encoding 25 ms. Here a CPU prediction is reduced with numpy, and predictions are encoded only when
         they will be written.
         """
-        self._label_images = {}
         for inp, out in zip(inputs, outputs):
             pred_hw = tuple(out["sem_seg"].shape[-2:])
             hw = (inp["height"], inp["width"]) if "height" in inp and "width" in inp else pred_hw
             if pred_hw != tuple(hw):
                 raise RuntimeError(f"The model's prediction for {inp['file_name']} is {pred_hw[1]}x{pred_hw[0]}, "
                                    f"expected the image's size {hw[1]}x{hw[0]} (width x height)")
-            self._label_images[self.input_file_to_gt_file[inp["file_name"]]] = (inp["file_name"], hw)
-        for inp, out in zip(inputs, outputs):
             pred = _argmax_classes(out["sem_seg"])
-            gt = self._load_label(self.input_file_to_gt_file[inp["file_name"]], dtype=np.int64)
+            gt = self._read_label(self.input_file_to_gt_file[inp["file_name"]], inp["file_name"], hw)
             gt[gt == self._ignore_label] = self._num_classes
             self._conf_matrix += self._confusion(pred, gt)
             if self._compute_boundary_iou:
@@ -107,19 +103,19 @@ class CheckedSemSegEvaluator(SemSegEvaluator):
         n = self._num_classes + 1
         return np.bincount(n * pred.reshape(-1) + gt.reshape(-1), minlength=n * n).reshape(n, n)
 
-    def _load_label(self, path: str, dtype=None):
+    def _read_label(self, path: str, image_file: str, image_size: tuple[int, int]) -> np.ndarray:
+        """The label of ``image_file`` as (H, W) int64, checked against the image's size and the label format."""
         from mfuser.data.labels import read_label
 
-        image_file, image_size = self._label_images.get(path, (None, None))
         label = read_label(path, self._label_format, self._num_classes, image_file=image_file, image_size=image_size)
-        return label if dtype is None else label.astype(dtype)
+        return label.astype(np.int64)
 
 
 def _argmax_classes(scores: torch.Tensor) -> np.ndarray:
     """(C, H, W) class scores -> (H, W) int64 index of the first maximum (numpy on a CPU, torch elsewhere)."""
     if scores.device.type == "cpu":
-        return np.argmax(scores.detach().float().numpy(), axis=0).astype(np.int64)
-    return scores.argmax(dim=0).cpu().numpy().astype(np.int64)
+        return np.argmax(scores.detach().float().numpy(), axis=0).astype(np.int64, copy=False)
+    return scores.argmax(dim=0).cpu().numpy()
 
 
 def build_sem_seg_evaluator(dataset_name: str, *, distributed: bool = True,
