@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Quickstart: the whole MFuser pipeline on a CPU with no downloads, in about six minutes on two cores.
+"""Quickstart: the whole MFuser pipeline on a CPU with no downloads, in about five minutes on two cores.
 
 Generates domain-shift street scenes (if absent), trains a tiny MFuser on the source domain, evaluates
 it on three shifted target domains next to the majority-class baseline, plots the training curves and

@@ -215,6 +215,20 @@ def _float(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype == torch.float64 else t.float()
 
 
+def _softmax_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Softmax over consecutive groups of ``n`` elements: ``x.view(-1, n).softmax(-1)``, as a (R, n) view.
+
+    Why not that call: PyTorch's CPU softmax over a contiguous last dimension handles each row of n (12 or 16
+    here, L * P) as one short vector, which costs several times the softmax over the first dimension of the
+    transposed (n, R) view (the kernel copies it to an (n, R) layout and vectorises across the R rows).
+    Quickstart sizes, 4 x 1344 x 4 rows of 12, forward + backward, 2 threads: 2.9 ms -> 0.7 ms. The values are
+    the same function with another summation order (float32: within 3e-8 of ``softmax(-1)`` on unit-scale
+    logits). The result has the (R, n) shape with transposed strides; its consumers read it through strides or a
+    reshape.
+    """
+    return x.reshape(-1, n).t().softmax(0).t()
+
+
 def _sample_and_sum(value, sizes, sampling_locations, attention_weights):
     """:func:`ms_deform_attn_core_pytorch` without the checks and casts (float32 or float64 inputs)."""
     B, S, M, D = value.shape
@@ -341,13 +355,17 @@ class MSDeformAttn(nn.Module):
         # Under autocast the projections give bf16; the locations (a reference point in [0, 1] plus an offset of a
         # few pixels) and the softmax over the L * P weights are formed in float32 (see the module docstring).
         offsets = _float(self.sampling_offsets(query))  # (B, Lq, M * L * P * 2)
-        attn = _float(self.attention_weights(query)).view(B, Lq, M, L * P).softmax(-1).view(B, Lq, M, L, P)
+        attn = _softmax_rows(_float(self.attention_weights(query)), L * P).view(B, Lq, M, L, P)
         # offsets are in pixels of each level: normalise by (W_l, H_l), as one (M * L * P * 2,) divisor along the
         # contiguous channels: the same quotients as dividing the (B, Lq, M, L, P, 2) view by an (L, 2) table, whose
         # broadcast over an innermost axis of 2 is slow on a CPU (quickstart sizes, forward + backward, 2 threads:
         # 2.1 ms -> 0.19 ms)
         normalizer = torch.tensor([[w, h] for h, w in sizes], dtype=offsets.dtype, device=query.device)
         offsets = (offsets / normalizer[None, :, None, :].expand(M, L, P, 2).reshape(-1)).view(B, Lq, M, L, P, 2)
-        locations = _float(reference_points)[:, :, None, :, None, :] + offsets
+        # reference (B, Lq, L, 2) + offsets (B, Lq, M, L, P, 2): the reference repeated over the P points first, so
+        # that the broadcast over the M heads adds contiguous runs of L * P * 2 (the same sums; quickstart sizes,
+        # forward + backward: 1.35 -> 0.40 ms)
+        ref = _float(reference_points)[:, :, None, :, None, :].expand(B, Lq, 1, L, P, 2).reshape(B, Lq, 1, L * P * 2)
+        locations = (offsets.view(B, Lq, M, L * P * 2) + ref).view(B, Lq, M, L, P, 2)
         out = ms_deform_attn_core(value, sizes, locations, attn)
         return self.output_proj(out)

@@ -154,6 +154,54 @@ def test_photometric_distortion():
     assert seen_none and seen_val
 
 
+def test_decoded_cache_gives_the_same_samples_without_reading_again(tmp_path):
+    lab = np.tile(np.arange(40) % 19, (30, 1))
+    rec = _record(tmp_path, 30, 40, lab)
+    augs = build_train_augmentations(crop_size=(24, 24), ratio_range=(0.5, 1.5))
+    plain = MFuserSemanticDatasetMapper(augmentations=augs)
+    cached = MFuserSemanticDatasetMapper(augmentations=augs, decoded_cache_mb=1)
+    expected = []
+    for s in range(3):
+        np.random.seed(s)
+        expected.append(plain(rec))
+    for s in range(3):
+        np.random.seed(s)
+        got = cached(rec)
+        assert torch.equal(got["image"], expected[s]["image"]) and torch.equal(got["sem_seg"], expected[s]["sem_seg"])
+        if s == 0:  # decoded once: later samples come from memory
+            (tmp_path / "img.png").unlink()
+            (tmp_path / "lab.png").unlink()
+    image, label = next(iter(cached._cache.values()))
+    assert cached._cache_used == image.nbytes + label.nbytes == 30 * 40 * 3 + 30 * 40
+    # cached arrays are read-only: an augmentation writing into its input fails instead of changing later samples
+    assert not image.flags.writeable and not label.flags.writeable
+
+    class Zero(T.Transform):
+        def apply_image(self, img):
+            img[:] = 0
+            return img
+
+        def apply_coords(self, coords):
+            return coords
+
+    writer = MFuserSemanticDatasetMapper(augmentations=[T.RandomApply(Zero(), prob=1.0)], decoded_cache_mb=1)
+    writer._cache = cached._cache
+    with pytest.raises(ValueError, match="read-only"):
+        writer(rec)
+
+
+def test_decoded_cache_budget_and_bad_size(tmp_path):
+    rec = _record(tmp_path, 30, 40, np.zeros((30, 40)))
+    small = MFuserSemanticDatasetMapper(augmentations=[], decoded_cache_mb=4000 / 2**20)  # under one 4800-byte pair
+    small(rec)
+    assert small._cache == {} and small._cache_used == 0
+    (tmp_path / "img.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"img\.png"):  # nothing cached: read again
+        small(rec)
+    with pytest.raises(ValueError, match="decoded_cache_mb must be >= 0"):
+        MFuserSemanticDatasetMapper(augmentations=[], decoded_cache_mb=-1)
+
+
 def test_rcs_class_redraw(tmp_path):
     # class 7 only in a small corner: with rcs_class=7 the crop is redrawn until it holds enough of it
     lab = np.zeros((64, 64), np.uint8)

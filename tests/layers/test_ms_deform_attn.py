@@ -118,6 +118,23 @@ def test_module_matches_reference_and_padding_mask():
     torch.testing.assert_close(out_masked, mod.output_proj.bias.expand_as(out_masked))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [12, 16, 1])
+def test_softmax_rows_equals_softmax_over_the_last_dim_with_gradients(n, dtype):
+    from mfuser.layers.ms_deform_attn import _softmax_rows
+
+    x = (4 * torch.randn(3, 7, 2 * n, generator=torch.Generator().manual_seed(n), dtype=dtype)).requires_grad_()
+    got = _softmax_rows(x, n)
+    expected = x.reshape(-1, n).softmax(-1)
+    assert got.shape == (3 * 7 * 2, n) and got.dtype == dtype
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(got.sum(-1), torch.ones(42, dtype=dtype))
+    g = torch.randn(42, n, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    (grad_got,) = torch.autograd.grad(got, x, g)
+    (grad_expected,) = torch.autograd.grad(expected, x, g)
+    torch.testing.assert_close(grad_got, grad_expected)  # dtype defaults: float32 within 1e-5, float64 1e-7
+
+
 def test_module_init_and_bad_input():
     mod = MSDeformAttn(d_model=16, n_levels=3, n_heads=4, n_points=2)
     bias = mod.sampling_offsets.bias.view(4, 3, 2, 2)

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from mfuser.modeling.heads import MFuserCriterion, score_map_loss
+from mfuser.modeling.heads.criterion import _uniform_coordinates
 
 K = 4
 
@@ -272,7 +273,7 @@ def _compare_with_per_set_loop(crit, outputs, sem, grads=True):
     torch.manual_seed(123)
     got = crit(outputs, sem)
     torch.manual_seed(123)
-    draw = torch.empty(size).uniform_(-1.0, 1.0)  # what the criterion drew: one draw, nothing else
+    draw = _uniform_coordinates(size, "cpu")  # what the criterion drew: one draw, nothing else
     expected = _per_set_reference(crit, outputs, sem, draw)
     assert set(got) == set(expected)
     for name in expected:
@@ -285,6 +286,23 @@ def _compare_with_per_set_loop(crit, outputs, sem, grads=True):
     g_exp = torch.autograd.grad(sum(c * expected[n] for c, n in zip(coef, sorted(expected))), leaves)
     for a, b in zip(g_got, g_exp):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_uniform_coordinates_cover_the_grid_range_evenly():
+    """The point coordinates: float32 cell centres of a 2^16 grid on [-1, 1), uniform, reproducible by seed."""
+    torch.manual_seed(0)
+    c = _uniform_coordinates(400_001, "cpu")  # not a multiple of 4: the tail of the last int64 draw is dropped
+    assert c.dtype == torch.float32 and c.shape == (400_001,)
+    assert c.min() >= -1 + 2.0**-16 and c.max() <= 1 - 2.0**-16
+    k = (c + 1) * 2.0**15 - 0.5  # back to the integer cell index 0 .. 2^16 - 1
+    assert torch.equal(k, k.round()) and int(k.unique().numel()) > 65_000  # on the grid, nearly every cell hit
+    hist = torch.histc(c, bins=16, min=-1, max=1)
+    assert (hist / c.numel() - 1 / 16).abs().max() < 0.003  # 16 bins of about 25 000: 3-sigma ~ 0.0011
+    assert abs(float(c.mean())) < 0.005
+    # the two coordinates of a point are independent: no correlation between neighbouring values
+    assert abs(float(torch.corrcoef(c[:400_000].view(-1, 2).t())[0, 1])) < 0.01
+    torch.manual_seed(0)
+    assert torch.equal(_uniform_coordinates(400_001, "cpu"), c)
 
 
 @pytest.mark.parametrize("as_background", [True, False])
