@@ -38,7 +38,7 @@ dataloader.train.mapper.rcs_min_crop_pixels = round(1500 * CROP * CROP / (512 * 
 dataloader.train.total_batch_size = 4
 # The 400 source images take about 200 MiB decoded and each is read about 10 times in 1000 iterations: keep them in
 # memory after the first read (PNG decoding was about half of loading a batch; a batch of 4 once the cache has
-# filled: 0.034 s -> 0.012 s, the two loaders interleaved in one process)
+# filled: 0.033 s -> 0.012 s, the two loaders interleaved in one process)
 dataloader.train.mapper.decoded_cache_mb = 512
 dataloader.train.num_workers = 1
 dataloader.test.num_workers = 1

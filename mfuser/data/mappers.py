@@ -176,8 +176,8 @@ class MFuserSemanticDatasetMapper:
         }
 
     def _read(self, file_name: str, label_file: str, label_format) -> tuple[np.ndarray, np.ndarray]:
-        """The decoded image (H, W, 3) uint8 and its checked label (H, W) uint8, from the cache when it holds them."""
-        key = (file_name, label_file, repr(label_format))  # a format may be an {id: trainId} dict
+        """The decoded image (H, W, 3) uint8 and its checked label (H, W), from the cache when it holds them."""
+        key = (file_name, label_file, repr(label_format)) if self._cache_budget else None  # a format may be a dict
         if key in self._cache:
             return self._cache[key]
         image = read_image_checked(file_name, self.image_format)
@@ -185,7 +185,7 @@ class MFuserSemanticDatasetMapper:
         sem_seg = read_label(label_file, label_format, self.num_classes, image_file=file_name,
                              image_size=image.shape[:2])
         size = image.nbytes + sem_seg.nbytes
-        if self._cache_used + size <= self._cache_budget:
+        if key is not None and self._cache_used + size <= self._cache_budget:
             image.setflags(write=False)
             sem_seg.setflags(write=False)
             self._cache[key] = (image, sem_seg)

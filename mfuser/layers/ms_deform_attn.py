@@ -222,11 +222,12 @@ def _softmax_rows(x: torch.Tensor, n: int) -> torch.Tensor:
     here, L * P) as one short vector, which costs several times the softmax over the first dimension of the
     transposed (n, R) view (the kernel copies it to an (n, R) layout and vectorises across the R rows).
     Quickstart sizes, 4 x 1344 x 4 rows of 12, forward + backward, 2 threads: 2.9 ms -> 0.7 ms. The values are
-    the same function with another summation order (float32: within 3e-8 of ``softmax(-1)`` on unit-scale
-    logits). The result has the (R, n) shape with transposed strides; its consumers read it through strides or a
-    reshape.
+    the same function with another summation order (float32: within 3e-8 of ``softmax(-1)`` on logits of
+    standard deviation 3). On a CPU the result has the (R, n) shape with transposed strides; its consumers read it
+    through strides or a reshape. Other devices keep ``softmax(-1)`` (the workaround is for the CPU kernel).
     """
-    return x.reshape(-1, n).t().softmax(0).t()
+    rows = x.reshape(-1, n)
+    return rows.t().softmax(0).t() if rows.device.type == "cpu" else rows.softmax(-1)
 
 
 def _sample_and_sum(value, sizes, sampling_locations, attention_weights):
